@@ -1,0 +1,76 @@
+"""sockwire: TCP network programming for Python with a Rust core."""
+
+from importlib.metadata import version as _version
+
+from socket import (
+    AF_INET,
+    AF_INET6,
+    IPPROTO_TCP,
+    SHUT_RD,
+    SHUT_RDWR,
+    SHUT_WR,
+    SO_KEEPALIVE,
+    SO_LINGER,
+    SO_RCVBUF,
+    SO_REUSEADDR,
+    SO_REUSEPORT,
+    SO_SNDBUF,
+    SOCK_STREAM,
+    SOL_SOCKET,
+    TCP_NODELAY,
+)
+
+from sockwire._core import (
+    AuthenticationError,
+    ClientGroup,
+    ClientInfo,
+    ConnectionClosed,
+    Error,
+    FrameTooLarge,
+    IncompleteFrame,
+    Listener,
+    ProtocolError,
+    ServerFull,
+    Socket,
+    accept_client_connect,
+    create_client,
+    server_listener,
+    tcp_client_options,
+    tcp_server_options,
+)
+
+__all__ = [
+    "AF_INET",
+    "AF_INET6",
+    "IPPROTO_TCP",
+    "SHUT_RD",
+    "SHUT_RDWR",
+    "SHUT_WR",
+    "SOCK_STREAM",
+    "SOL_SOCKET",
+    "SO_KEEPALIVE",
+    "SO_LINGER",
+    "SO_RCVBUF",
+    "SO_REUSEADDR",
+    "SO_REUSEPORT",
+    "SO_SNDBUF",
+    "TCP_NODELAY",
+    "AuthenticationError",
+    "ClientGroup",
+    "ClientInfo",
+    "ConnectionClosed",
+    "Error",
+    "FrameTooLarge",
+    "IncompleteFrame",
+    "Listener",
+    "ProtocolError",
+    "ServerFull",
+    "Socket",
+    "accept_client_connect",
+    "create_client",
+    "server_listener",
+    "tcp_client_options",
+    "tcp_server_options",
+]
+
+__version__ = _version("sockwire")

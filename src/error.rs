@@ -1,0 +1,109 @@
+//! The one error type of the core. Every core operation returns [`Error`]; the binding layer
+//! (`src/py/errors.rs`) turns each variant into the Python exception a stdlib user expects.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in the core, by kind rather than by origin.
+#[derive(Debug)]
+pub enum Error {
+    /// An operating-system error; carries the errno when there is one.
+    Io(io::Error),
+    /// A socket timeout expired (the stdlib's `TimeoutError("timed out")`, which has no errno).
+    Timeout,
+    /// `getaddrinfo` failed: the stdlib raises `socket.gaierror(code, message)`.
+    Resolve { code: i32, message: String },
+    /// A client group already holds its maximum number of clients.
+    ServerFull { max: usize },
+    /// An argument the caller passed is out of its domain (the stdlib's `ValueError`).
+    InvalidArgument(String),
+}
+
+/// Shorthand used across the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An OS error from a raw errno value.
+    pub fn os(errno: i32) -> Self {
+        Error::Io(io::Error::from_raw_os_error(errno))
+    }
+
+    /// The errno behind this error, if it is an OS error.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// True for `EINTR`: the caller must run signal handlers, then retry.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Error::Io(e) if e.kind() == io::ErrorKind::Interrupted)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => match e.raw_os_error() {
+                Some(code) => write!(f, "[Errno {code}] {}", strerror(code)),
+                None => write!(f, "{e}"),
+            },
+            Error::Timeout => f.write_str("timed out"),
+            Error::Resolve { code, message } => write!(f, "[Errno {code}] {message}"),
+            Error::ServerFull { max } => {
+                write!(f, "server is full: it already holds {max} clients")
+            }
+            Error::InvalidArgument(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The C library's message for an errno, exactly as CPython's `OSError.strerror` shows it.
+pub fn strerror(code: i32) -> String {
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: the XSI/GNU-agnostic `strerror_r` from the libc crate writes a NUL-terminated
+    // message into `buf` (at most `buf.len()` bytes) and returns 0 on success.
+    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
+    if rc != 0 {
+        return format!("Unknown error {code}");
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strerror_matches_libc_text() {
+        assert_eq!(strerror(libc::ECONNREFUSED), "Connection refused");
+        assert_eq!(strerror(libc::EBADF), "Bad file descriptor");
+    }
+
+    #[test]
+    fn display_has_the_stdlib_shape() {
+        assert_eq!(
+            Error::os(libc::EBADF).to_string(),
+            "[Errno 9] Bad file descriptor"
+        );
+        assert_eq!(Error::Timeout.to_string(), "timed out");
+    }
+
+    #[test]
+    fn interrupted_is_recognised() {
+        assert!(Error::os(libc::EINTR).is_interrupted());
+        assert!(!Error::os(libc::EAGAIN).is_interrupted());
+    }
+}

@@ -1,0 +1,20 @@
+//! sockwire: TCP network programming for Python with a Rust core.
+//!
+//! The core modules (everything but `py`) never touch Python and are tested with `cargo test`;
+//! `py` adapts them for the `sockwire._core` extension module.
+
+pub mod addr;
+pub mod error;
+pub mod recipe;
+pub mod registry;
+pub mod socket;
+
+mod py;
+
+use pyo3::prelude::*;
+
+/// The `sockwire._core` extension module.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    py::register(m)
+}

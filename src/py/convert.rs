@@ -1,0 +1,234 @@
+//! Argument conversion with the stdlib's rules and messages, and the one helper that runs a
+//! blocking core call without the GIL.
+
+use std::net::SocketAddr;
+
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::{PyBufferError, PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyString, PyTuple};
+
+use crate::addr::{self, HostPort};
+use crate::error::Result as CoreResult;
+use crate::socket::Timeout;
+
+/// Runs a blocking core call with the GIL released. When a signal interrupts it (`EINTR`),
+/// the Python signal handlers run (a `KeyboardInterrupt` propagates from here) and the call is
+/// made again: CPython's `sock_call` loop, with the core keeping the deadline.
+pub fn blocking<T, F>(py: Python<'_>, mut f: F) -> PyResult<T>
+where
+    F: FnMut() -> CoreResult<T> + Send,
+    T: Send,
+{
+    loop {
+        match py.detach(&mut f) {
+            Err(e) if e.is_interrupted() => py.check_signals()?,
+            r => return r.map_err(PyErr::from),
+        }
+    }
+}
+
+/// `settimeout()`'s argument: `None`, or a non-negative int or float of seconds.
+pub fn timeout_arg(value: &Bound<'_, PyAny>) -> PyResult<Timeout> {
+    if value.is_none() {
+        return Ok(Timeout::Blocking);
+    }
+    let secs: f64 = if let Ok(f) = value.cast::<PyFloat>() {
+        f.value()
+    } else if value.is_instance_of::<PyInt>() {
+        let whole: i64 = value.extract().map_err(|_| {
+            PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t")
+        })?;
+        whole as f64
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "'{}' object cannot be interpreted as an integer",
+            type_name(value)
+        )));
+    };
+    if secs.is_nan() {
+        return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+    }
+    if secs < 0.0 {
+        return Err(PyValueError::new_err("Timeout value out of range"));
+    }
+    // Rounded up to whole nanoseconds, like CPython's _PyTime_ROUND_TIMEOUT: a tiny positive
+    // timeout stays a timeout rather than becoming non-blocking.
+    let nanos = (secs * 1e9).ceil();
+    if nanos >= i64::MAX as f64 {
+        return Err(PyOverflowError::new_err(
+            "timestamp too large to convert to C _PyTime_t",
+        ));
+    }
+    Ok(match nanos as u64 {
+        0 => Timeout::NonBlocking,
+        n => Timeout::After(std::time::Duration::from_nanos(n)),
+    })
+}
+
+/// `gettimeout()`'s value.
+pub fn timeout_value(timeout: Timeout) -> Option<f64> {
+    match timeout {
+        Timeout::Blocking => None,
+        Timeout::NonBlocking => Some(0.0),
+        Timeout::After(d) => Some(d.as_secs_f64()),
+    }
+}
+
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+}
+
+/// Parses an address tuple for `family` with CPython's `getsockaddrarg` rules. `caller` names
+/// the method in messages, as the stdlib does (`bind(): port must be 0-65535.`).
+pub fn address_arg(family: i32, addr: &Bound<'_, PyAny>, caller: &str) -> PyResult<HostPort> {
+    let family_name = match family {
+        libc::AF_INET => "AF_INET",
+        libc::AF_INET6 => "AF_INET6",
+        _ => return Err(crate::error::Error::os(libc::EAFNOSUPPORT).into()),
+    };
+    let tuple = addr.cast::<PyTuple>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{caller}(): {family_name} address must be tuple, not {}",
+            type_name(addr)
+        ))
+    })?;
+    let n = tuple.len();
+    let shape_ok = if family == libc::AF_INET {
+        n == 2
+    } else {
+        (2..=4).contains(&n)
+    };
+    if !shape_ok {
+        return Err(PyTypeError::new_err(if family == libc::AF_INET {
+            "AF_INET address must be a pair (host, port)"
+        } else {
+            "AF_INET6 address must be a tuple (host, port[, flowinfo[, scopeid]])"
+        }));
+    }
+    let host = host_arg(&tuple.get_item(0)?)?;
+    let port = port_arg(&tuple.get_item(1)?, caller)?;
+    let mut hp = HostPort::new(host, port);
+    if n > 2 {
+        hp.flowinfo = tuple
+            .get_item(2)?
+            .extract::<u32>()
+            .ok()
+            .filter(|f| *f <= 0xfffff)
+            .ok_or_else(|| {
+                PyOverflowError::new_err(format!("{caller}(): flowinfo must be 0-1048575."))
+            })?;
+    }
+    if n > 3 {
+        hp.scope_id = tuple.get_item(3)?.extract()?;
+    }
+    Ok(hp)
+}
+
+/// A host as the stdlib accepts it: `str` (IDNA-encoded when not ASCII), `bytes` or `bytearray`.
+fn host_arg(host: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = host.cast::<PyString>() {
+        let s = s.to_cow()?;
+        if s.is_ascii() {
+            return Ok(s.into_owned());
+        }
+        let encoded = host.call_method1("encode", ("idna",))?;
+        return Ok(String::from_utf8_lossy(encoded.cast::<PyBytes>()?.as_bytes()).into_owned());
+    }
+    if let Ok(b) = host.cast::<PyBytes>() {
+        return Ok(String::from_utf8_lossy(b.as_bytes()).into_owned());
+    }
+    if let Ok(b) = host.cast::<PyByteArray>() {
+        return Ok(String::from_utf8_lossy(&b.to_vec()).into_owned());
+    }
+    Err(PyTypeError::new_err(format!(
+        "str, bytes or bytearray expected, not {}",
+        type_name(host)
+    )))
+}
+
+fn port_arg(port: &Bound<'_, PyAny>, caller: &str) -> PyResult<u16> {
+    let out_of_range = || PyOverflowError::new_err(format!("{caller}(): port must be 0-65535."));
+    match port.extract::<i64>() {
+        Ok(p) => u16::try_from(p).map_err(|_| out_of_range()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(port.py()) => Err(out_of_range()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Resolves a parsed address, releasing the GIL only when a name lookup is needed.
+pub fn resolve(py: Python<'_>, family: i32, hp: &HostPort) -> PyResult<SocketAddr> {
+    match addr::resolve_literal(family, hp) {
+        Some(r) => r.map_err(PyErr::from),
+        None => blocking(py, || addr::resolve(family, hp)),
+    }
+}
+
+/// An address as the stdlib returns it: `(host, port)` or `(host, port, flowinfo, scope_id)`.
+pub fn address_value<'py>(py: Python<'py>, addr: &SocketAddr) -> PyResult<Bound<'py, PyTuple>> {
+    match addr {
+        SocketAddr::V4(a) => (a.ip().to_string(), a.port()).into_pyobject(py),
+        SocketAddr::V6(a) => {
+            (a.ip().to_string(), a.port(), a.flowinfo(), a.scope_id()).into_pyobject(py)
+        }
+    }
+}
+
+/// A read-only view of a bytes-like argument, as the stdlib's `y*` format takes it.
+pub enum BytesArg<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Buffer(PyUntypedBuffer),
+}
+
+impl BytesArg<'_> {
+    pub fn extract<'py>(obj: &Bound<'py, PyAny>) -> PyResult<BytesArg<'py>> {
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            return Ok(BytesArg::Bytes(b.clone()));
+        }
+        let buf = PyUntypedBuffer::get(obj).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "a bytes-like object is required, not '{}'",
+                type_name(obj)
+            ))
+        })?;
+        if !buf.is_c_contiguous() {
+            return Err(PyBufferError::new_err(
+                "underlying buffer is not C-contiguous",
+            ));
+        }
+        Ok(BytesArg::Buffer(buf))
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            BytesArg::Bytes(b) => b.as_bytes(),
+            // SAFETY: a C-contiguous buffer of len_bytes bytes, kept alive (and, for
+            // bytearray, kept from resizing) by the export we hold.
+            BytesArg::Buffer(buf) => unsafe {
+                std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes())
+            },
+        }
+    }
+}
+
+/// A writable, C-contiguous buffer argument (`recv_into`'s `w*`).
+pub fn writable_buffer(obj: &Bound<'_, PyAny>, caller: &str) -> PyResult<PyUntypedBuffer> {
+    let error = || {
+        PyTypeError::new_err(format!(
+            "{caller}() argument 1 must be read-write bytes-like object, not {}",
+            type_name(obj)
+        ))
+    };
+    let buf = PyUntypedBuffer::get(obj).map_err(|_| error())?;
+    if buf.readonly() {
+        return Err(error());
+    }
+    if !buf.is_c_contiguous() {
+        return Err(PyBufferError::new_err(
+            "underlying buffer is not C-contiguous",
+        ));
+    }
+    Ok(buf)
+}

@@ -1,0 +1,84 @@
+//! The exception hierarchy and the single conversion from core errors to Python exceptions.
+
+use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::error::{strerror, Error as CoreError};
+
+pyo3::create_exception!(
+    sockwire,
+    Error,
+    PyException,
+    "Base class of every sockwire error."
+);
+pyo3::create_exception!(
+    sockwire,
+    ProtocolError,
+    Error,
+    "The peer sent bytes that break the packet format."
+);
+pyo3::create_exception!(
+    sockwire,
+    FrameTooLarge,
+    ProtocolError,
+    "A frame is larger than the format allows."
+);
+pyo3::create_exception!(
+    sockwire,
+    IncompleteFrame,
+    ProtocolError,
+    "The stream ended inside a frame."
+);
+pyo3::create_exception!(
+    sockwire,
+    AuthenticationError,
+    ProtocolError,
+    "A packet failed authentication."
+);
+pyo3::create_exception!(
+    sockwire,
+    ConnectionClosed,
+    Error,
+    "The peer closed the connection between frames."
+);
+pyo3::create_exception!(
+    sockwire,
+    ServerFull,
+    Error,
+    "A listener or client group already holds its maximum number of clients."
+);
+pyo3::import_exception!(socket, gaierror);
+
+/// An `OSError` built the way CPython's `PyErr_SetFromErrno` builds it: `OSError(errno,
+/// strerror)`, which Python turns into the matching subclass (`ConnectionRefusedError`, ...).
+pub fn os_error(errno: i32) -> PyErr {
+    PyOSError::new_err((errno, strerror(errno)))
+}
+
+impl From<CoreError> for PyErr {
+    fn from(err: CoreError) -> PyErr {
+        match err {
+            CoreError::Io(e) => match e.raw_os_error() {
+                Some(errno) => os_error(errno),
+                None => PyOSError::new_err(e.to_string()),
+            },
+            CoreError::Timeout => PyTimeoutError::new_err("timed out"),
+            CoreError::Resolve { code, message } => gaierror::new_err((code, message)),
+            e @ CoreError::ServerFull { .. } => ServerFull::new_err(e.to_string()),
+            CoreError::InvalidArgument(msg) => PyValueError::new_err(msg),
+        }
+    }
+}
+
+/// Adds the exception classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("ProtocolError", py.get_type::<ProtocolError>())?;
+    m.add("FrameTooLarge", py.get_type::<FrameTooLarge>())?;
+    m.add("IncompleteFrame", py.get_type::<IncompleteFrame>())?;
+    m.add("AuthenticationError", py.get_type::<AuthenticationError>())?;
+    m.add("ConnectionClosed", py.get_type::<ConnectionClosed>())?;
+    m.add("ServerFull", py.get_type::<ServerFull>())?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! `ClientInfo` and `ClientGroup`: the seed's client registry over [`crate::registry`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use super::convert::address_value;
+use super::socket::Socket;
+use crate::recipe;
+use crate::registry::{ClientRecord, Registry};
+
+/// One registered client, readable as attributes or as the seed's dict keys.
+#[pyclass(module = "sockwire", name = "ClientInfo", frozen)]
+pub struct ClientInfo {
+    pub(crate) record: ClientRecord,
+}
+
+const KEYS: [&str; 4] = ["client_fd", "fd_port", "addr", "connected_at"];
+
+#[pymethods]
+impl ClientInfo {
+    #[getter]
+    fn client_fd(&self) -> i32 {
+        self.record.fd
+    }
+
+    #[getter]
+    fn fd_port(&self) -> u16 {
+        self.record.addr.port()
+    }
+
+    #[getter]
+    fn addr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        address_value(py, &self.record.addr)
+    }
+
+    #[getter]
+    fn connected_at(&self) -> f64 {
+        self.record.connected_at
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match key {
+            "client_fd" => self.client_fd().into_pyobject(py)?.into_any(),
+            "fd_port" => self.fd_port().into_pyobject(py)?.into_any(),
+            "addr" => self.addr(py)?.into_any(),
+            "connected_at" => self.connected_at().into_pyobject(py)?.into_any(),
+            _ => return Err(PyKeyError::new_err(key.to_owned())),
+        })
+    }
+
+    fn keys(&self) -> Vec<&'static str> {
+        KEYS.to_vec()
+    }
+
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for key in KEYS {
+            d.set_item(key, self.__getitem__(py, key)?)?;
+        }
+        Ok(d)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<ClientInfo>()
+            .is_ok_and(|o| o.get().record == self.record)
+    }
+
+    fn __hash__(&self) -> u64 {
+        // fd and registration token identify a registration; equal records share both.
+        (self.record.fd as u64) << 32 ^ self.record.token
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "ClientInfo(client_fd={}, fd_port={}, addr={}, connected_at={:.6})",
+            self.record.fd,
+            self.fd_port(),
+            self.addr(py)?.repr()?,
+            self.record.connected_at
+        ))
+    }
+}
+
+/// A thread-safe registry of connected clients, keyed by fd, with an optional maximum.
+#[pyclass(module = "sockwire", name = "ClientGroup", frozen)]
+pub struct ClientGroup {
+    pub(crate) registry: Arc<Registry>,
+}
+
+fn info(record: ClientRecord) -> ClientInfo {
+    ClientInfo { record }
+}
+
+/// The fd an `in` test or lookup names: an int, or anything with `fileno()`.
+fn fd_of(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
+    match obj.extract::<i32>() {
+        Ok(fd) => Ok(fd),
+        Err(_) => obj.call_method0("fileno")?.extract(),
+    }
+}
+
+/// The peer address of any socket-like object, through its `getpeername()`.
+fn peer_of(sock: &Bound<'_, PyAny>) -> PyResult<SocketAddr> {
+    let peer = sock.call_method0("getpeername")?;
+    let tuple = peer.cast::<PyTuple>().map_err(|_| {
+        PyTypeError::new_err("ClientGroup holds TCP sockets: getpeername() must return a tuple")
+    })?;
+    let host: String = tuple.get_item(0)?.extract()?;
+    let port: u16 = tuple.get_item(1)?.extract()?;
+    let ip: IpAddr = host
+        .parse()
+        .map_err(|_| PyTypeError::new_err(format!("not an IP address: {host:?}")))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[pymethods]
+impl ClientGroup {
+    #[new]
+    #[pyo3(signature = (max=None))]
+    fn new(max: Option<usize>) -> Self {
+        ClientGroup {
+            registry: Registry::new(max),
+        }
+    }
+
+    /// The maximum number of clients, or None for no limit.
+    #[getter]
+    fn max(&self) -> Option<usize> {
+        self.registry.max()
+    }
+
+    /// Registers a connected socket (a `sockwire.Socket` or a `socket.socket`).
+    fn add(&self, sock: &Bound<'_, PyAny>) -> PyResult<ClientInfo> {
+        let peer = peer_of(sock)?;
+        let record = match sock.cast::<Socket>() {
+            Ok(s) => recipe::register(&self.registry, &s.get().sock, peer)?,
+            Err(_) => self.registry.add(fd_of(sock)?, peer)?,
+        };
+        Ok(info(record))
+    }
+
+    /// Removes and returns the client on `fd`; `KeyError` if there is none.
+    fn remove(&self, fd: i32) -> PyResult<ClientInfo> {
+        self.registry
+            .remove(fd)
+            .map(info)
+            .ok_or_else(|| PyKeyError::new_err(fd))
+    }
+
+    /// Removes the client on `fd` if there is one.
+    fn discard(&self, fd: i32) {
+        self.registry.remove(fd);
+    }
+
+    /// The client on `fd`, or None.
+    fn get(&self, fd: i32) -> Option<ClientInfo> {
+        self.registry.get(fd).map(info)
+    }
+
+    /// The client whose peer port is `port`, or None.
+    fn by_port(&self, port: u16) -> Option<ClientInfo> {
+        self.registry.by_port(port).map(info)
+    }
+
+    /// The number of registered clients (also `len(group)`).
+    fn len(&self) -> usize {
+        self.registry.len()
+    }
+
+    fn __len__(&self) -> usize {
+        self.registry.len()
+    }
+
+    fn __contains__(&self, fd: &Bound<'_, PyAny>) -> bool {
+        fd_of(fd).is_ok_and(|fd| self.registry.contains(fd))
+    }
+
+    /// Iterates over a snapshot, in registration order: adding or removing clients meanwhile
+    /// is safe.
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let items = self.registry.snapshot().into_iter().map(info);
+        Ok(PyList::new(py, items)?.try_iter()?.into_any())
+    }
+
+    fn __repr__(&self) -> String {
+        match self.registry.max() {
+            Some(max) => format!("<ClientGroup {} of max {max} clients>", self.registry.len()),
+            None => format!("<ClientGroup {} clients>", self.registry.len()),
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! `sockwire.Socket`: the stdlib `socket.socket` API over [`crate::socket::Sock`].
+
+use std::mem::MaybeUninit;
+
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyTuple, PyType};
+
+use super::convert::{
+    address_arg, address_value, blocking, resolve, timeout_arg, timeout_value, writable_buffer,
+    BytesArg,
+};
+use super::errors::os_error;
+use crate::error::Error;
+use crate::socket::{Sock, Timeout, Wait};
+
+/// A TCP socket with the stdlib's `socket.socket` methods and semantics.
+#[pyclass(module = "sockwire", name = "Socket", subclass, frozen, weakref)]
+pub struct Socket {
+    pub(crate) sock: Sock,
+}
+
+static SOCKET_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The stdlib `socket` module, imported once.
+fn stdlib(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    SOCKET_MODULE
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("socket")?.unbind()))
+        .map(|m| m.bind(py))
+}
+
+/// The timeout new sockets start with: `socket.getdefaulttimeout()`, as in the stdlib.
+fn default_timeout(py: Python<'_>) -> PyResult<Timeout> {
+    timeout_arg(&stdlib(py)?.call_method0("getdefaulttimeout")?)
+}
+
+impl Socket {
+    /// Wraps a core socket, giving it the stdlib's default timeout (`None` unless the program
+    /// called `socket.setdefaulttimeout`).
+    pub(crate) fn adopt(py: Python<'_>, sock: Sock) -> PyResult<Socket> {
+        let timeout = default_timeout(py)?;
+        if timeout != Timeout::Blocking {
+            sock.set_timeout(timeout)?;
+        }
+        Ok(Socket { sock })
+    }
+
+    /// Connects, with CPython's handling of interrupted and in-progress connects: the
+    /// `connect()` call is made once; if it is interrupted or (with a timeout) in progress,
+    /// the outcome is awaited with one deadline across signal retries.
+    pub(crate) fn connect_to(&self, py: Python<'_>, addr: &std::net::SocketAddr) -> PyResult<()> {
+        connect_with(py, &self.sock, addr, self.sock.start()).map_err(PyErr::from)
+    }
+
+    fn address_for(
+        &self,
+        py: Python<'_>,
+        address: &Bound<'_, PyAny>,
+        caller: &str,
+    ) -> PyResult<std::net::SocketAddr> {
+        let hp = address_arg(self.sock.family(), address, caller)?;
+        resolve(py, self.sock.family(), &hp)
+    }
+
+    fn int_enum<'py>(py: Python<'py>, enum_name: &str, value: i32) -> PyResult<Bound<'py, PyAny>> {
+        // The stdlib's _intenum_converter: the IntEnum member when there is one, else the int.
+        match stdlib(py)?.getattr(enum_name)?.call1((value,)) {
+            Ok(member) => Ok(member),
+            Err(e) if e.is_instance_of::<PyValueError>(py) => {
+                Ok(value.into_pyobject(py)?.into_any())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Error raised by `connect`, or the errno returned by `connect_ex`.
+pub(crate) enum ConnectFailure {
+    Os(Error),
+    Python(PyErr),
+}
+
+impl From<ConnectFailure> for PyErr {
+    fn from(f: ConnectFailure) -> PyErr {
+        match f {
+            ConnectFailure::Os(e) => e.into(),
+            ConnectFailure::Python(e) => e,
+        }
+    }
+}
+
+pub(crate) fn connect_with(
+    py: Python<'_>,
+    sock: &Sock,
+    addr: &std::net::SocketAddr,
+    wait: Wait,
+) -> Result<(), ConnectFailure> {
+    match py.detach(|| sock.start_connect(addr)) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.is_interrupted() => {
+            py.check_signals().map_err(ConnectFailure::Python)?;
+            // The connection goes on in the background; a non-blocking socket reports the
+            // interruption (InterruptedError) and leaves the waiting to its caller, as CPython.
+            if wait == Wait::NonBlocking {
+                return Err(ConnectFailure::Os(e));
+            }
+        }
+        Err(e) if matches!(wait, Wait::Until(_)) && e.errno() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(ConnectFailure::Os(e)),
+    }
+    loop {
+        match py.detach(|| sock.finish_connect(wait)) {
+            Err(e) if e.is_interrupted() => py.check_signals().map_err(ConnectFailure::Python)?,
+            r => return r.map_err(ConnectFailure::Os),
+        }
+    }
+}
+
+/// A new `bytes` of `len` bytes whose content is not yet written (no zero-filling: the
+/// kernel writes it).
+fn uninit_bytes(py: Python<'_>, len: usize) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: PyBytes_FromStringAndSize with NULL allocates `len` bytes plus a NUL and
+    // returns a new reference or NULL with an exception set.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t),
+        )
+    }
+}
+
+/// Trims a `bytes` from [`uninit_bytes`] whose first `n` bytes were written.
+fn shrink_bytes<'py>(bytes: Bound<'py, PyAny>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+    let py = bytes.py();
+    // SAFETY: `bytes` is an exact bytes object; its first `n` bytes are initialised.
+    let data = unsafe {
+        std::slice::from_raw_parts(ffi::PyBytes_AsString(bytes.as_ptr()) as *const u8, n)
+    };
+    Ok(PyBytes::new(py, data))
+}
+
+#[pymethods]
+impl Socket {
+    #[new]
+    #[pyo3(signature = (family=-1, r#type=-1, proto=-1, fileno=None))]
+    fn new(
+        py: Python<'_>,
+        family: i32,
+        r#type: i32,
+        proto: i32,
+        fileno: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let sock = match fileno {
+            None => {
+                let family = if family == -1 { libc::AF_INET } else { family };
+                let ty = if r#type == -1 {
+                    libc::SOCK_STREAM
+                } else {
+                    r#type
+                };
+                let proto = proto.max(0);
+                check_family(family)?;
+                Sock::open(family, ty, proto)?
+            }
+            Some(obj) => {
+                let fd: i32 = obj.extract()?;
+                if fd < 0 {
+                    return Err(PyValueError::new_err("negative file descriptor"));
+                }
+                let (kfamily, kty, kproto) = Sock::probe(fd)?;
+                let family = if family == -1 { kfamily } else { family };
+                let ty = if r#type == -1 { kty } else { r#type };
+                let proto = if proto == -1 { kproto } else { proto };
+                check_family(family)?;
+                // SAFETY: the caller hands the fd over, as with socket.socket(fileno=...).
+                let sock = unsafe { Sock::from_raw(fd, family, ty, proto) };
+                // A non-blocking fd is a socket in non-blocking mode, not a blocking socket
+                // that fails with EAGAIN.
+                // SAFETY: fcntl(F_GETFL) on an fd we now own.
+                let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+                if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
+                    sock.set_timeout(Timeout::NonBlocking)?;
+                    return Ok(Socket { sock });
+                }
+                sock
+            }
+        };
+        Socket::adopt(py, sock)
+    }
+
+    /// The file descriptor, or -1 once closed.
+    fn fileno(&self) -> i32 {
+        self.sock.fileno()
+    }
+
+    #[getter]
+    fn family<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Socket::int_enum(py, "AddressFamily", self.sock.family())
+    }
+
+    #[getter]
+    fn r#type<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Socket::int_enum(py, "SocketKind", self.sock.ty())
+    }
+
+    #[getter]
+    fn proto(&self) -> i32 {
+        self.sock.proto()
+    }
+
+    #[getter]
+    fn timeout(&self) -> Option<f64> {
+        timeout_value(self.sock.timeout())
+    }
+
+    fn gettimeout(&self) -> Option<f64> {
+        timeout_value(self.sock.timeout())
+    }
+
+    fn settimeout(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        Ok(self.sock.set_timeout(timeout_arg(value)?)?)
+    }
+
+    fn setblocking(&self, flag: &Bound<'_, PyAny>) -> PyResult<()> {
+        let timeout = if flag.is_truthy()? {
+            Timeout::Blocking
+        } else {
+            Timeout::NonBlocking
+        };
+        Ok(self.sock.set_timeout(timeout)?)
+    }
+
+    fn getblocking(&self) -> bool {
+        self.sock.timeout() != Timeout::NonBlocking
+    }
+
+    fn bind(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
+        let addr = self.address_for(py, address, "bind")?;
+        Ok(self.sock.bind(&addr)?)
+    }
+
+    #[pyo3(signature = (backlog=None))]
+    fn listen(&self, backlog: Option<i32>) -> PyResult<()> {
+        // CPython's default backlog is min(SOMAXCONN, 128); a negative one means 0.
+        let backlog = backlog.unwrap_or(libc::SOMAXCONN.min(128)).max(0);
+        Ok(self.sock.listen(backlog)?)
+    }
+
+    /// Accepts a connection: `(Socket, address)`.
+    fn accept<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, Socket>, Bound<'py, PyTuple>)> {
+        let wait = self.sock.start();
+        let (fd, addr) = blocking(py, || self.sock.accept(wait))?;
+        // SAFETY: freshly accepted fd, owned by the new Sock.
+        let sock =
+            unsafe { Sock::from_raw(fd, self.sock.family(), self.sock.ty(), self.sock.proto()) };
+        let conn = Bound::new(py, Socket::adopt(py, sock)?)?;
+        Ok((conn, address_value(py, &addr)?))
+    }
+
+    fn connect(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
+        let addr = self.address_for(py, address, "connect")?;
+        self.connect_to(py, &addr)
+    }
+
+    /// Like `connect`, but returns the errno instead of raising (0 on success).
+    fn connect_ex(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<i32> {
+        let addr = self.address_for(py, address, "connect_ex")?;
+        match connect_with(py, &self.sock, &addr, self.sock.start()) {
+            Ok(()) => Ok(0),
+            // A timeout is EWOULDBLOCK in connect_ex, as in CPython.
+            Err(ConnectFailure::Os(Error::Timeout)) => Ok(libc::EWOULDBLOCK),
+            Err(ConnectFailure::Os(e)) => match e.errno() {
+                Some(errno) => Ok(errno),
+                None => Err(e.into()),
+            },
+            Err(ConnectFailure::Python(e)) => Err(e),
+        }
+    }
+
+    #[pyo3(signature = (data, flags=0))]
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<usize> {
+        let data = BytesArg::extract(data)?;
+        let buf = data.as_slice();
+        let wait = self.sock.start();
+        blocking(py, || self.sock.send(buf, flags, wait))
+    }
+
+    #[pyo3(signature = (data, flags=0))]
+    fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<()> {
+        let data = BytesArg::extract(data)?;
+        let buf = data.as_slice();
+        let wait = self.sock.start();
+        let mut sent = 0;
+        blocking(py, || self.sock.sendall(buf, flags, wait, &mut sent))
+    }
+
+    #[pyo3(signature = (bufsize, flags=0))]
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        bufsize: isize,
+        flags: i32,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let len = usize::try_from(bufsize)
+            .map_err(|_| PyValueError::new_err("negative buffersize in recv"))?;
+        let bytes = uninit_bytes(py, len)?;
+        // SAFETY: `bytes` is a fresh, unshared bytes object of `len` bytes; the kernel fills
+        // its prefix, and only that prefix is ever exposed.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(
+                ffi::PyBytes_AsString(bytes.as_ptr()) as *mut MaybeUninit<u8>,
+                len,
+            )
+        };
+        let wait = self.sock.start();
+        let n = blocking(py, || self.sock.recv(buf, flags, wait))?;
+        if n == len {
+            // SAFETY: created as bytes above.
+            return Ok(unsafe { bytes.cast_into_unchecked() });
+        }
+        shrink_bytes(bytes, n)
+    }
+
+    #[pyo3(signature = (buffer, nbytes=0, flags=0))]
+    fn recv_into(
+        &self,
+        py: Python<'_>,
+        buffer: &Bound<'_, PyAny>,
+        nbytes: isize,
+        flags: i32,
+    ) -> PyResult<usize> {
+        let target = writable_buffer(buffer, "recv_into")?;
+        let nbytes = usize::try_from(nbytes)
+            .map_err(|_| PyValueError::new_err("negative buffersize in recv_into"))?;
+        let len = match nbytes {
+            0 => target.len_bytes(),
+            n if n > target.len_bytes() => {
+                return Err(PyValueError::new_err(
+                    "buffer too small for requested bytes",
+                ))
+            }
+            n => n,
+        };
+        // SAFETY: a writable C-contiguous buffer of at least `len` bytes, pinned by `target`.
+        let buf = unsafe { std::slice::from_raw_parts_mut(target.buf_ptr() as *mut u8, len) };
+        let wait = self.sock.start();
+        blocking(py, || self.sock.recv_into(buf, flags, wait))
+    }
+
+    fn shutdown(&self, how: i32) -> PyResult<()> {
+        Ok(self.sock.shutdown(how)?)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(py.detach(|| self.sock.close())?)
+    }
+
+    /// Gives up the fd without closing it and returns it (-1 if already closed).
+    fn detach(&self) -> i32 {
+        self.sock.detach()
+    }
+
+    fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        address_value(py, &self.sock.local_addr()?)
+    }
+
+    fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        address_value(py, &self.sock.peer_addr()?)
+    }
+
+    #[pyo3(signature = (level, optname, value, optlen=None))]
+    fn setsockopt(
+        &self,
+        level: i32,
+        optname: i32,
+        value: &Bound<'_, PyAny>,
+        optlen: Option<u32>,
+    ) -> PyResult<()> {
+        if let Some(optlen) = optlen {
+            if !value.is_none() {
+                return Err(PyTypeError::new_err(
+                    "setsockopt() with optlen takes None as its value",
+                ));
+            }
+            return Ok(self.sock.setsockopt_null(level, optname, optlen)?);
+        }
+        if value.is_instance_of::<pyo3::types::PyInt>() {
+            return Ok(self.sock.setsockopt_int(level, optname, value.extract()?)?);
+        }
+        let data = BytesArg::extract(value)?;
+        Ok(self
+            .sock
+            .setsockopt_bytes(level, optname, data.as_slice())?)
+    }
+
+    #[pyo3(signature = (level, optname, buflen=0))]
+    fn getsockopt<'py>(
+        &self,
+        py: Python<'py>,
+        level: i32,
+        optname: i32,
+        buflen: i32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if buflen == 0 {
+            return Ok(self
+                .sock
+                .getsockopt_int(level, optname)?
+                .into_pyobject(py)?
+                .into_any());
+        }
+        if !(1..=1024).contains(&buflen) {
+            return Err(PyOSError::new_err("getsockopt buflen out of range"));
+        }
+        let value = self
+            .sock
+            .getsockopt_bytes(level, optname, buflen as usize)?;
+        Ok(PyBytes::new(py, &value).into_any())
+    }
+
+    /// A `socket.socket` on a duplicate of this fd, with the same timeout. Both stay open.
+    fn to_stdlib<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let fd = self.sock.fileno();
+        if fd < 0 {
+            return Err(os_error(libc::EBADF));
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on an open fd returns a new fd or -1.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(Error::from(std::io::Error::last_os_error()).into());
+        }
+        let kwargs = [("fileno", dup)].into_py_dict(py)?;
+        let sock = stdlib(py)?.getattr("socket")?.call(
+            (self.sock.family(), self.sock.ty(), self.sock.proto()),
+            Some(&kwargs),
+        )?;
+        sock.call_method1("settimeout", (self.gettimeout(),))?;
+        Ok(sock)
+    }
+
+    /// Adopts a `socket.socket`: takes over its fd (the stdlib object is detached) and timeout.
+    #[classmethod]
+    fn from_stdlib<'py>(
+        cls: &Bound<'py, PyType>,
+        sock: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let family: i32 = sock.getattr("family")?.extract()?;
+        let ty: i32 = sock.getattr("type")?.extract()?;
+        let proto: i32 = sock.getattr("proto")?.extract()?;
+        let timeout = sock.call_method0("gettimeout")?;
+        let fd: i32 = sock.call_method0("detach")?.extract()?;
+        let kwargs = [("fileno", fd)].into_py_dict(cls.py())?;
+        let adopted = cls.call((family, ty, proto), Some(&kwargs))?;
+        adopted.call_method1("settimeout", (timeout,))?;
+        Ok(adopted)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close(py)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let this = slf.get();
+        let cls = slf.get_type();
+        let mut out = format!(
+            "<{}.{}{} fd={}, family={}, type={}, proto={}",
+            cls.module()?,
+            cls.qualname()?,
+            if this.sock.fileno() < 0 {
+                " [closed]"
+            } else {
+                ""
+            },
+            this.sock.fileno(),
+            this.sock.family(),
+            this.sock.ty(),
+            this.sock.proto()
+        );
+        let py = slf.py();
+        if this.sock.fileno() >= 0 {
+            if let Ok(local) = this.sock.local_addr() {
+                out.push_str(&format!(", laddr={}", address_value(py, &local)?.repr()?));
+            }
+            if let Ok(peer) = this.sock.peer_addr() {
+                out.push_str(&format!(", raddr={}", address_value(py, &peer)?.repr()?));
+            }
+        }
+        out.push('>');
+        Ok(out)
+    }
+}
+
+fn check_family(family: i32) -> PyResult<()> {
+    match family {
+        libc::AF_INET | libc::AF_INET6 => Ok(()),
+        _ => Err(Error::os(libc::EAFNOSUPPORT).into()),
+    }
+}
+
+use pyo3::types::IntoPyDict;
