@@ -1,7 +1,6 @@
 """sockwire: TCP network programming for Python with a Rust core."""
 
 from importlib.metadata import version as _version
-
 from socket import (
     AF_INET,
     AF_INET6,

@@ -144,7 +144,10 @@ fn shrink_bytes<'py>(bytes: Bound<'py, PyAny>, n: usize) -> PyResult<Bound<'py, 
 #[pymethods]
 impl Socket {
     #[new]
-    #[pyo3(signature = (family=-1, r#type=-1, proto=-1, fileno=None))]
+    #[pyo3(
+        signature = (family=-1, r#type=-1, proto=-1, fileno=None),
+        text_signature = "(family=-1, type=-1, proto=-1, fileno=None)"
+    )]
     fn new(
         py: Python<'_>,
         family: i32,

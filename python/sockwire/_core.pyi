@@ -1,0 +1,293 @@
+"""The Rust extension module behind sockwire. Import from ``sockwire``, not from here."""
+
+import socket
+from collections.abc import Iterator
+from typing import Any, Literal, Self, final
+
+from _typeshed import ReadableBuffer, WriteableBuffer
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "AuthenticationError",
+    "ClientGroup",
+    "ClientInfo",
+    "ConnectionClosed",
+    "Error",
+    "FrameTooLarge",
+    "IncompleteFrame",
+    "Listener",
+    "ProtocolError",
+    "ServerFull",
+    "Socket",
+    "accept_client_connect",
+    "create_client",
+    "server_listener",
+    "tcp_client_options",
+    "tcp_server_options",
+]
+
+_Address = tuple[str, int] | tuple[str, int, int, int]
+_AddressArg = tuple[str | bytes | bytearray, int] | tuple[str | bytes | bytearray, int, int, int]
+
+class Error(Exception):
+    """Base class of every sockwire error."""
+
+class ProtocolError(Error):
+    """The peer sent bytes that break the packet format."""
+
+class FrameTooLarge(ProtocolError):
+    """A frame is larger than the format allows."""
+
+class IncompleteFrame(ProtocolError):
+    """The stream ended inside a frame."""
+
+class AuthenticationError(ProtocolError):
+    """A packet failed authentication."""
+
+class ConnectionClosed(Error):
+    """The peer closed the connection between frames."""
+
+class ServerFull(Error):
+    """A listener or client group already holds its maximum number of clients."""
+
+@disjoint_base
+class Socket:
+    """A TCP socket with the stdlib's ``socket.socket`` methods and semantics, on Rust.
+
+    Blocking calls release the GIL; errors are the stdlib's ``OSError`` subclasses with
+    ``errno`` set; timeouts follow ``settimeout`` exactly (``None`` blocks, ``0`` is
+    non-blocking, a number of seconds raises ``TimeoutError`` on expiry). New sockets start
+    with ``socket.getdefaulttimeout()``, as the stdlib's do. Only ``AF_INET`` and ``AF_INET6``
+    are supported.
+    """
+
+    def __new__(
+        cls, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+    ) -> Self:
+        """Open a socket, or adopt the open socket ``fileno`` (its family, type and protocol are
+        then read from the kernel unless given)."""
+
+    def fileno(self) -> int:
+        """The file descriptor, or -1 once closed or detached."""
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        """The address family, as the stdlib's ``AddressFamily`` enum."""
+
+    @property
+    def type(self) -> socket.SocketKind:
+        """The socket type, as the stdlib's ``SocketKind`` enum."""
+
+    @property
+    def proto(self) -> int:
+        """The protocol number given at creation (0 for the default)."""
+
+    @property
+    def timeout(self) -> float | None:
+        """The timeout in seconds, ``0.0`` when non-blocking, ``None`` when blocking."""
+
+    def gettimeout(self) -> float | None:
+        """The timeout in seconds, ``0.0`` when non-blocking, ``None`` when blocking."""
+
+    def settimeout(self, value: float | None) -> None:
+        """``None``: block; ``0``: non-blocking; seconds: raise ``TimeoutError`` after that long.
+
+        Raises ``TypeError`` for non-numbers and ``ValueError`` for negative values or NaN."""
+
+    def setblocking(self, flag: bool) -> None:
+        """``setblocking(True)`` is ``settimeout(None)``; ``setblocking(False)`` is
+        ``settimeout(0.0)``."""
+
+    def getblocking(self) -> bool:
+        """False only in non-blocking mode (a timeout counts as blocking, as in the stdlib)."""
+
+    def bind(self, address: _AddressArg) -> None:
+        """Bind to ``(host, port)`` (IPv6: ``(host, port, flowinfo, scope_id)``); ``""`` is every
+        interface. Ports outside 0-65535 raise ``OverflowError``."""
+
+    def listen(self, backlog: int | None = None) -> None:
+        """Start listening; the default backlog is ``min(SOMAXCONN, 128)`` as in the stdlib."""
+
+    def accept(self) -> tuple[Socket, _Address]:
+        """Wait for a connection and return ``(Socket, address)``. The new socket is blocking
+        unless ``socket.setdefaulttimeout`` set a default."""
+
+    def connect(self, address: _AddressArg) -> None:
+        """Connect to ``address``, waiting at most the socket's timeout."""
+
+    def connect_ex(self, address: _AddressArg) -> int:
+        """Like ``connect`` but return the errno (0 on success) instead of raising; a timeout
+        returns ``EWOULDBLOCK``."""
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        """Send what the kernel takes now; return the number of bytes sent."""
+
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+        """Send all of ``data``. With a timeout, it bounds the whole call."""
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Receive at most ``bufsize`` bytes; ``b""`` means the peer closed its side."""
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive into a writable buffer (``nbytes`` of 0 means its whole length); return the
+        number of bytes received."""
+
+    def shutdown(self, how: int) -> None:
+        """Shut down one or both halves: ``SHUT_RD``, ``SHUT_WR`` (half-close) or ``SHUT_RDWR``."""
+
+    def close(self) -> None:
+        """Close the socket. Calling it again does nothing. A socket registered in a
+        ``ClientGroup`` leaves it first."""
+
+    def detach(self) -> int:
+        """Give up the fd without closing it and return it (-1 if already closed)."""
+
+    def getsockname(self) -> _Address:
+        """The local address."""
+
+    def getpeername(self) -> _Address:
+        """The remote address; ``OSError(ENOTCONN)`` when not connected."""
+
+    def setsockopt(
+        self,
+        level: int,
+        optname: int,
+        value: int | ReadableBuffer | None,
+        optlen: int | None = None,
+    ) -> None:
+        """Set an option from an int, from raw bytes (e.g. ``struct.pack("ii", 1, 0)`` for
+        ``SO_LINGER``), or from ``None`` with ``optlen``."""
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
+        """Read an option as an int, or with ``buflen`` (1-1024) as at most that many raw bytes."""
+
+    def to_stdlib(self) -> socket.socket:
+        """A ``socket.socket`` on a duplicate of this fd, with the same timeout. Both stay open
+        and share the connection (and the fd's non-blocking flag)."""
+
+    @classmethod
+    def from_stdlib(cls, sock: socket.socket) -> Self:
+        """Adopt a ``socket.socket``: take over its fd (the stdlib object is detached) and its
+        timeout."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_args: object) -> None: ...
+
+@final
+class Listener(Socket):
+    """A listening ``Socket`` that registers the clients ``accept_client_connect`` accepts,
+    up to ``max_clients``. Same as ``server_listener(addr, max, reuse_port=...)``."""
+
+    def __new__(cls, addr: _AddressArg, max: int, *, reuse_port: bool = False) -> Self: ...
+    @property
+    def max_clients(self) -> int:
+        """The most live clients this listener registers (also its listen backlog)."""
+
+    @property
+    def clients(self) -> ClientGroup:
+        """The registry of accepted clients."""
+
+@final
+class ClientInfo:
+    """One registered client. Read it as attributes or as the seed's dict
+    (``info["client_fd"]``, ``info.as_dict()``, ``dict(info)``)."""
+
+    @property
+    def client_fd(self) -> int:
+        """The connection's file descriptor: the registry key."""
+
+    @property
+    def fd_port(self) -> int:
+        """The peer's port (``addr[1]``)."""
+
+    @property
+    def addr(self) -> _Address:
+        """The peer's address."""
+
+    @property
+    def connected_at(self) -> float:
+        """When the client was registered, in seconds since the epoch (like ``time.time()``)."""
+
+    def __getitem__(
+        self, key: Literal["client_fd", "fd_port", "addr", "connected_at"], /
+    ) -> Any: ...
+    def keys(self) -> list[str]:
+        """The dict keys: client_fd, fd_port, addr, connected_at."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The seed's dict: ``{"client_fd": ..., "fd_port": ..., "addr": ...,
+        "connected_at": ...}``."""
+
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class ClientGroup:
+    """A thread-safe registry of connected clients keyed by fd, holding at most ``max``.
+
+    Sockets registered with ``add`` (or by ``accept_client_connect``) leave it when closed.
+    """
+
+    def __new__(cls, max: int | None = None) -> Self: ...
+    @property
+    def max(self) -> int | None:
+        """The maximum number of clients, or None for no limit."""
+
+    def add(self, sock: Socket | socket.socket) -> ClientInfo:
+        """Register a connected socket; ``ServerFull`` if the group already holds ``max``.
+        A ``sockwire.Socket`` leaves the group when it closes; a ``socket.socket`` must be
+        removed by hand."""
+
+    def remove(self, fd: int) -> ClientInfo:
+        """Remove and return the client on ``fd``; ``KeyError`` if there is none."""
+
+    def discard(self, fd: int) -> None:
+        """Remove the client on ``fd`` if there is one."""
+
+    def get(self, fd: int) -> ClientInfo | None:
+        """The client on ``fd``, or None."""
+
+    def by_port(self, port: int) -> ClientInfo | None:
+        """The client whose peer port is ``port``, or None."""
+
+    def len(self) -> int:
+        """The number of registered clients (also ``len(group)``)."""
+
+    def __len__(self) -> int: ...
+    def __contains__(self, fd: object, /) -> bool:
+        """``fd in group``; a socket object is looked up by its ``fileno()``."""
+
+    def __iter__(self) -> Iterator[ClientInfo]:
+        """Iterate over a snapshot, in registration order."""
+
+def tcp_client_options(
+    family: int = ..., *, nodelay: bool = True, sndbuf: int | None = None, rcvbuf: int | None = None
+) -> Socket:
+    """A new TCP client socket, ``TCP_NODELAY`` on (as asyncio and Go set it), with optional
+    ``SO_SNDBUF``/``SO_RCVBUF`` sizes."""
+
+def tcp_server_options(
+    family: int = ...,
+    *,
+    reuse_addr: bool = True,
+    sndbuf: int | None = None,
+    rcvbuf: int | None = None,
+    blocking: bool = True,
+) -> Socket:
+    """A new, unbound TCP server socket with ``SO_REUSEADDR`` (by default) and optional buffer
+    sizes; ``blocking=False`` makes it non-blocking."""
+
+def server_listener(addr: _AddressArg, max: int, *, reuse_port: bool = False) -> Listener:
+    """A ``Listener`` bound to ``addr`` and listening, holding at most ``max`` live clients
+    (``max`` is also its backlog). ``("", port)`` means every IPv4 interface; an IPv6 host
+    (one with a colon) makes an IPv6 listener."""
+
+def create_client(addr: tuple[str, int], *, timeout: float | None = None) -> Socket:
+    """A connected TCP client (``TCP_NODELAY`` on). Tries every address ``addr`` resolves to,
+    like ``socket.create_connection``; ``timeout`` bounds each connect and stays on the socket
+    (``None``: ``socket.getdefaulttimeout()``)."""
+
+def accept_client_connect(listener: Listener) -> Socket:
+    """Accept one client on ``listener`` and register it in ``listener.clients``. When the
+    listener already holds ``max_clients`` the new connection is closed and ``ServerFull``
+    raised."""
