@@ -17,6 +17,25 @@ pub enum Error {
     ServerFull { max: usize },
     /// An argument the caller passed is out of its domain (the stdlib's `ValueError`).
     InvalidArgument(String),
+    /// The bytes on the wire break the packet format.
+    Protocol(String),
+    /// A frame (or a body) is longer than the format allows.
+    FrameTooLarge {
+        message: String,
+        /// The frame's length, as its header announced it.
+        length: u64,
+        /// The limit it broke.
+        limit: u64,
+    },
+    /// The stream ended inside a frame.
+    IncompleteFrame {
+        /// The bytes of the unfinished frame.
+        partial: Vec<u8>,
+        /// The frame's full length, when its header had arrived.
+        expected: Option<u64>,
+    },
+    /// The peer closed the connection between frames.
+    ConnectionClosed,
 }
 
 /// Shorthand used across the core.
@@ -60,7 +79,21 @@ impl fmt::Display for Error {
             Error::ServerFull { max } => {
                 write!(f, "server is full: it already holds {max} clients")
             }
-            Error::InvalidArgument(msg) => f.write_str(msg),
+            Error::InvalidArgument(msg) | Error::Protocol(msg) => f.write_str(msg),
+            Error::FrameTooLarge { message, .. } => f.write_str(message),
+            Error::IncompleteFrame { partial, expected } => match expected {
+                Some(n) => write!(
+                    f,
+                    "the stream ended inside a frame: {} of {n} bytes received",
+                    partial.len()
+                ),
+                None => write!(
+                    f,
+                    "the stream ended inside a frame header: {} bytes received",
+                    partial.len()
+                ),
+            },
+            Error::ConnectionClosed => f.write_str("the peer closed the connection"),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! `py` adapts them for the `sockwire._core` extension module.
 
 pub mod addr;
+pub mod decoder;
 pub mod error;
+pub mod format;
 pub mod recipe;
 pub mod registry;
 pub mod socket;

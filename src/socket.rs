@@ -233,6 +233,7 @@ impl Sock {
 
     /// Receives at most `buf.len()` bytes; `Ok(0)` is end of stream.
     pub fn recv(&self, buf: &mut [MaybeUninit<u8>], flags: i32, wait: Wait) -> Result<usize> {
+        let flags = flags | dontwait(wait);
         self.io(Ready::Read, wait, |s| s.recv_with_flags(buf, flags))
     }
 
@@ -248,9 +249,8 @@ impl Sock {
     pub fn send(&self, buf: &[u8], flags: i32, wait: Wait) -> Result<usize> {
         // MSG_NOSIGNAL: a closed peer is an EPIPE error (BrokenPipeError), never a SIGPIPE,
         // even if the embedding program restored SIGPIPE's default action.
-        self.io(Ready::Write, wait, |s| {
-            s.send_with_flags(buf, flags | libc::MSG_NOSIGNAL)
-        })
+        let flags = flags | libc::MSG_NOSIGNAL | dontwait(wait);
+        self.io(Ready::Write, wait, |s| s.send_with_flags(buf, flags))
     }
 
     /// Sends all of `buf`, resuming at `*sent` and advancing it, so that a call interrupted by
@@ -384,6 +384,16 @@ impl Drop for Sock {
     }
 }
 
+/// `MSG_DONTWAIT` for a call that must not block in the system call itself: a timed or
+/// non-blocking call then works even on an fd left in blocking mode (a `Connection.recv` with
+/// its own timeout on a blocking socket).
+fn dontwait(wait: Wait) -> i32 {
+    match wait {
+        Wait::Blocking => 0,
+        Wait::NonBlocking | Wait::Until(_) => libc::MSG_DONTWAIT,
+    }
+}
+
 /// Converts a kernel address, giving the unbound wildcard of the socket's family for an
 /// unnamed socket (the kernel reports family 0 before `bind` in some cases).
 fn sockaddr_of(addr: &SockAddr, family: i32) -> Result<SocketAddr> {
@@ -490,6 +500,14 @@ mod tests {
         let err = c.recv_into(&mut [0u8; 4], 0, c.start()).unwrap_err();
         assert!(matches!(err, Error::Timeout), "{err:?}");
         assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn timed_recv_on_a_blocking_fd_expires() {
+        let (c, _s) = connected_pair();
+        let wait = Timeout::After(Duration::from_millis(30)).start();
+        let err = c.recv_into(&mut [0u8; 4], 0, wait).unwrap_err();
+        assert!(matches!(err, Error::Timeout), "{err:?}");
     }
 
     #[test]

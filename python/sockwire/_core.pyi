@@ -1,7 +1,7 @@
 """The Rust extension module behind sockwire. Import from ``sockwire``, not from here."""
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Self, final
 
 from _typeshed import ReadableBuffer, WriteableBuffer
@@ -11,15 +11,20 @@ __all__ = [
     "AuthenticationError",
     "ClientGroup",
     "ClientInfo",
+    "Connection",
     "ConnectionClosed",
+    "Decoder",
     "Error",
     "FrameTooLarge",
     "IncompleteFrame",
     "Listener",
+    "Packet",
+    "PacketFormat",
     "ProtocolError",
     "ServerFull",
     "Socket",
     "accept_client_connect",
+    "connect",
     "create_client",
     "server_listener",
     "tcp_client_options",
@@ -36,10 +41,23 @@ class ProtocolError(Error):
     """The peer sent bytes that break the packet format."""
 
 class FrameTooLarge(ProtocolError):
-    """A frame is larger than the format allows."""
+    """A frame is larger than the format allows. Raised as soon as its length is read, before
+    its body is buffered; a ``Decoder`` then skips the frame's bytes as they arrive.
+
+    ``length`` is the announced size (the body for a struct header, the adjusted frame for
+    ``length_field``), ``limit`` the limit it broke. From ``Decoder.feed``, ``packets`` holds the
+    packets that call completed before the bad frame."""
+
+    length: int
+    limit: int
+    packets: list[Packet]
 
 class IncompleteFrame(ProtocolError):
-    """The stream ended inside a frame."""
+    """The stream ended inside a frame. ``partial`` holds the bytes of the unfinished frame,
+    ``expected`` its full length when its header had arrived (else None)."""
+
+    partial: bytes
+    expected: int | None
 
 class AuthenticationError(ProtocolError):
     """A packet failed authentication."""
@@ -291,3 +309,188 @@ def accept_client_connect(listener: Listener) -> Socket:
     """Accept one client on ``listener`` and register it in ``listener.clients``. When the
     listener already holds ``max_clients`` the new connection is closed and ``ServerFull``
     raised."""
+
+@final
+class Packet:
+    """One packet: a body and the header values that came with it. Equal when body, msg_id,
+    flags and header are."""
+
+    def __new__(
+        cls, body: ReadableBuffer, msg_id: int = 0, flags: int = 0, **fields: int | bytes
+    ) -> Self: ...
+    @property
+    def body(self) -> bytes:
+        """The bytes after the header."""
+
+    @property
+    def msg_id(self) -> int:
+        """The protocol number (the ``msg_id`` header field); 0 when the format has none."""
+
+    @property
+    def flags(self) -> int:
+        """The ``flags`` header field; 0 when the format has none."""
+
+    @property
+    def header(self) -> dict[str, int | bytes]:
+        """The other header fields by name (not ``length``, ``msg_id`` or ``flags``)."""
+
+    def __len__(self) -> int:
+        """The body's length."""
+
+    def __eq__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class PacketFormat:
+    """How packets are framed on a byte stream.
+
+    ``PacketFormat(header, fields)`` takes a ``struct`` header format (byte order ``! > < = @``,
+    codes ``B H I L Q b h i l q``, ``x`` padding, ``Ns`` fixed bytes) and one name per item
+    (``fields`` defaults to ``("length",)``).
+    ``length`` is required and counts the body (the whole frame with
+    ``length_includes_header=True``); ``msg_id`` and ``flags`` become ``Packet.msg_id`` and
+    ``Packet.flags``; other names travel in ``Packet.header``. ``expect`` fixes constant fields
+    (a magic number): checked on decode (``ProtocolError``), filled in on encode. Bodies over
+    ``max_body`` raise ``FrameTooLarge``.
+    """
+
+    def __new__(
+        cls,
+        header: str = "!I",
+        fields: Iterable[str] | None = None,
+        *,
+        length_includes_header: bool = False,
+        max_body: int = 8388608,
+        expect: dict[str, int | bytes] | None = None,
+    ) -> Self: ...
+    @staticmethod
+    def length_field(
+        offset: int,
+        length: int,
+        adjustment: int = 0,
+        strip: int = 0,
+        max_frame: int = 8388608,
+        byteorder: Literal["big", "little"] = "big",
+        *,
+        expect: dict[str, int | bytes] | None = None,
+    ) -> PacketFormat:
+        """Netty's ``LengthFieldBasedFrameDecoder(max_frame, offset, length, adjustment, strip)``
+        with its semantics: ``length`` is 1, 2, 3, 4 or 8 bytes; a frame is
+        ``length value + adjustment + offset + length`` bytes, at most ``max_frame``;
+        ``Packet.body`` is the frame minus its first ``strip`` bytes. The ``offset`` bytes
+        before the length field are the header field ``prefix``. ``pack(body)`` follows Netty's
+        ``LengthFieldPrepender``: ``body`` is what follows the length field."""
+
+    @staticmethod
+    def varint(max_body: int = 8388608) -> PacketFormat:
+        """A protobuf base-128 varint length prefix, then the body (Netty's
+        ``ProtobufVarint32FrameDecoder`` / ``ProtobufVarint32LengthFieldPrepender``)."""
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The header field names, in wire order."""
+
+    @property
+    def header_size(self) -> int | None:
+        """The header size in bytes; None for a varint prefix."""
+
+    @property
+    def max_body(self) -> int:
+        """The largest body accepted, in bytes."""
+
+    def pack(self, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes) -> bytes:
+        """One frame carrying ``body``. ``fields`` sets ``flags`` and user header fields
+        (missing ones are their ``expect`` value, else zero); values out of a field's range
+        raise ``ValueError``."""
+
+    def pack_many(
+        self, items: Iterable[ReadableBuffer | Packet], msg_id: int = 0, **fields: int | bytes
+    ) -> bytes:
+        """Frames for many items in one ``bytes``: bodies (with this call's header values) or
+        ``Packet`` objects (with their own)."""
+
+    def unpack(self, frame: ReadableBuffer) -> Packet:
+        """Decode exactly one whole frame (``IncompleteFrame`` if short, ``ProtocolError`` if
+        bytes are left over)."""
+
+    def decoder(self) -> Decoder:
+        """A new stream decoder for this format."""
+
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class Decoder:
+    """Splits a byte stream into packets, however it was chunked. It buffers at most one
+    unfinished frame, so its memory is bounded by the header plus ``max_body``."""
+
+    def feed(self, data: ReadableBuffer) -> list[Packet]:
+        """The packets ``data`` completes, in order. ``feed(b"")`` returns complete packets
+        still buffered (those that followed a rejected frame). A bad frame raises at once
+        (``FrameTooLarge``, ``ProtocolError``) with ``packets`` set to what this call decoded
+        before it; its bytes are skipped, and the rest of ``data`` waits for the next call."""
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered and not yet decoded."""
+
+    @property
+    def format(self) -> PacketFormat:
+        """The decoder's format."""
+
+@final
+class Connection:
+    """Packets over a connected socket (a ``sockwire.Socket``; a ``socket.socket`` is adopted).
+
+    Sends from several threads never interleave frames; one thread at a time may receive.
+    Blocking calls release the GIL. EOF between frames ends iteration and makes ``recv`` raise
+    ``ConnectionClosed``; EOF inside a frame raises ``IncompleteFrame``. A bad frame
+    (``FrameTooLarge``, ``ProtocolError``) closes the connection after the packets before it
+    are delivered.
+    """
+
+    def __new__(cls, sock: Socket | socket.socket, format: PacketFormat | None = None) -> Self: ...
+    @property
+    def socket(self) -> Socket:
+        """The underlying socket."""
+
+    @property
+    def format(self) -> PacketFormat:
+        """The packet format (``PacketFormat()`` unless given)."""
+
+    def fileno(self) -> int: ...
+    def send(self, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes) -> None:
+        """Send one packet (the socket's timeout bounds the call)."""
+
+    def send_many(
+        self, items: Iterable[ReadableBuffer | Packet], msg_id: int = 0, **fields: int | bytes
+    ) -> None:
+        """Send many packets with one write: bodies (with this call's header values) or
+        ``Packet`` objects."""
+
+    def recv(self, timeout: float | None = None) -> Packet:
+        """The next packet. ``timeout`` bounds this call (None: the socket's own timeout);
+        ``TimeoutError`` when it expires."""
+
+    def request(
+        self,
+        body: ReadableBuffer,
+        msg_id: int = 0,
+        timeout: float | None = None,
+        **fields: int | bytes,
+    ) -> Packet:
+        """Send a packet and return the next one received."""
+
+    def shutdown_write(self) -> None:
+        """Half-close: send EOF; receiving goes on until the peer closes."""
+
+    def close(self) -> None: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Packet: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_args: object) -> None: ...
+
+def connect(
+    addr: tuple[str, int], format: PacketFormat | None = None, *, timeout: float | None = None
+) -> Connection:
+    """Connect to ``addr`` (as ``create_client``) and return a ``Connection`` speaking
+    ``format`` (``PacketFormat()`` by default)."""

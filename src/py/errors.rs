@@ -2,6 +2,7 @@
 
 use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::error::{strerror, Error as CoreError};
 
@@ -66,7 +67,45 @@ impl From<CoreError> for PyErr {
             CoreError::Resolve { code, message } => gaierror::new_err((code, message)),
             e @ CoreError::ServerFull { .. } => ServerFull::new_err(e.to_string()),
             CoreError::InvalidArgument(msg) => PyValueError::new_err(msg),
+            CoreError::Protocol(msg) => ProtocolError::new_err(msg),
+            CoreError::FrameTooLarge {
+                message,
+                length,
+                limit,
+            } => Python::attach(|py| {
+                let Ok(length) = length.into_pyobject(py);
+                let Ok(limit) = limit.into_pyobject(py);
+                let err = FrameTooLarge::new_err(message);
+                set_attrs(
+                    py,
+                    &err,
+                    &[("length", length.into_any()), ("limit", limit.into_any())],
+                );
+                err
+            }),
+            e @ CoreError::IncompleteFrame { .. } => {
+                let err = IncompleteFrame::new_err(e.to_string());
+                let CoreError::IncompleteFrame { partial, expected } = e else {
+                    unreachable!("matched above")
+                };
+                Python::attach(|py| {
+                    let Ok(expected) = expected.into_pyobject(py);
+                    let partial = PyBytes::new(py, &partial).into_any();
+                    set_attrs(py, &err, &[("partial", partial), ("expected", expected)]);
+                });
+                err
+            }
+            e @ CoreError::ConnectionClosed => ConnectionClosed::new_err(e.to_string()),
         }
+    }
+}
+
+/// Sets attributes on the exception instance (`FrameTooLarge.length`, ...).
+pub fn set_attrs<'py>(py: Python<'py>, err: &PyErr, attrs: &[(&str, Bound<'py, PyAny>)]) {
+    let value = err.value(py);
+    for (name, attr) in attrs {
+        // Setting an attribute on a fresh exception instance cannot fail.
+        let _ = value.setattr(*name, attr);
     }
 }
 

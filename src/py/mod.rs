@@ -1,7 +1,9 @@
 //! The Python bindings: argument conversion, GIL release and error mapping over the core.
 
+pub mod connection;
 pub mod convert;
 pub mod errors;
+pub mod packet;
 pub mod recipe;
 pub mod registry;
 pub mod socket;
@@ -12,6 +14,11 @@ use pyo3::prelude::*;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<socket::Socket>()?;
+    m.add_class::<packet::Packet>()?;
+    m.add_class::<packet::PacketFormat>()?;
+    m.add_class::<packet::Decoder>()?;
+    m.add_class::<connection::Connection>()?;
+    m.add_function(wrap_pyfunction!(connection::connect, m)?)?;
     m.add_class::<recipe::Listener>()?;
     m.add_class::<registry::ClientInfo>()?;
     m.add_class::<registry::ClientGroup>()?;

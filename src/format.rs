@@ -1,0 +1,1052 @@
+//! Packet formats: how a header is laid out and how it says where a frame ends.
+//!
+//! Three ways to describe a format, one engine underneath:
+//! - a `struct` header (`"!IH"` with field names), where `length` counts the body (or the whole
+//!   frame with `length_includes_header`);
+//! - Netty's `LengthFieldBasedFrameDecoder` parameters (offset, length, adjustment, strip,
+//!   max frame), with Netty's semantics to the byte;
+//! - a protobuf base-128 varint length prefix (Netty's `ProtobufVarint32FrameDecoder`).
+//!
+//! The first two are the same rule: `frame_len = length_value + adjustment + length_end`, where
+//! `length_end` is where the length field ends; a struct header is the case where adjustment and
+//! strip make the body exactly what follows the header. Decoding is check-then-parse (as in
+//! mini-redis): [`Format::check`] decides from the bytes at hand whether a whole frame is there,
+//! how long it is, or what is wrong with it, before any body is buffered.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Byte order of every multi-byte header field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Big,
+    Little,
+}
+
+/// What one header item holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// An unsigned integer of 1, 2, 3, 4 or 8 bytes.
+    UInt(usize),
+    /// A two's-complement integer of 1, 2, 4 or 8 bytes.
+    Int(usize),
+    /// Fixed bytes (`Ns`, or Netty's bytes before the length field).
+    Bytes(usize),
+}
+
+impl Code {
+    pub fn size(self) -> usize {
+        match self {
+            Code::UInt(n) | Code::Int(n) | Code::Bytes(n) => n,
+        }
+    }
+
+    fn is_int(self) -> bool {
+        !matches!(self, Code::Bytes(_))
+    }
+}
+
+/// A header field's value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    Int(i64),
+    UInt(u64),
+    Bytes(Box<[u8]>),
+}
+
+/// A named item of the header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    pub name: Box<str>,
+    pub code: Code,
+    pub offset: usize,
+    /// A constant the field must hold (`expect=`): checked on decode, the default on encode.
+    pub expect: Option<Value>,
+}
+
+/// The role a header field plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Length,
+    MsgId,
+    Flags,
+    /// Any other name: carried in `Packet.header`, in this index order.
+    User(usize),
+}
+
+/// How a format finds where a frame ends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Framing {
+    /// A length field at a fixed position (struct headers and Netty's decoder).
+    LengthField {
+        /// Index of the length field in `Format::fields`.
+        field: usize,
+        /// Netty's `lengthAdjustment`: added to the length value to get what follows it.
+        adjustment: i64,
+        /// Netty's `initialBytesToStrip`: the body is the frame from here on.
+        strip: usize,
+        /// Netty's `maxFrameLength`: the whole adjusted frame must not be longer.
+        max_frame: u64,
+    },
+    /// A protobuf varint of the body length, then the body.
+    Varint { max_body: u64 },
+}
+
+/// How a format was described, for messages and `repr`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spec {
+    Struct {
+        header: String,
+        length_includes_header: bool,
+        max_body: u64,
+    },
+    Netty {
+        offset: usize,
+        length: usize,
+        adjustment: i64,
+        strip: usize,
+        max_frame: u64,
+        order: Order,
+    },
+    Varint {
+        max_body: u64,
+    },
+}
+
+/// A complete packet format.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Format {
+    pub fields: Vec<Field>,
+    pub roles: Vec<Role>,
+    /// Bytes the named fields span: the header parsed into `Packet` fields.
+    pub header_size: usize,
+    pub order: Order,
+    pub framing: Framing,
+    pub spec: Spec,
+    /// Names of user fields, in `Role::User` order.
+    pub user_names: Arc<[Box<str>]>,
+}
+
+/// What [`Format::check`] found at the start of a buffer.
+#[derive(Debug)]
+pub enum Check {
+    /// Not enough bytes to decide: come back with at least `need` bytes. `whole` says `need`
+    /// is the length of the whole frame (its header has arrived).
+    Incomplete { need: usize, whole: bool },
+    /// A whole frame of `len` bytes whose body starts at `body_start`.
+    Frame { len: usize, body_start: usize },
+    /// The frame is unacceptable; its first `skip` bytes (which may not all have arrived yet)
+    /// must be discarded before decoding can resume.
+    Bad { error: Error, skip: u64 },
+}
+
+/// Header values of one decoded frame.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub msg_id: i64,
+    pub flags: i64,
+    /// User fields, in `Format::user_names` order.
+    pub values: Vec<Value>,
+}
+
+/// A `struct` format string, read: its byte order, whether items are aligned (native `@`),
+/// and each code with its repeat count.
+struct StructItems {
+    order: Order,
+    aligned: bool,
+    items: Vec<(char, usize)>,
+}
+
+fn struct_items(spec: &str) -> Result<StructItems> {
+    let (order, aligned, rest) = match spec.chars().next() {
+        Some('!') | Some('>') => (Order::Big, false, &spec[1..]),
+        Some('<') => (Order::Little, false, &spec[1..]),
+        Some('=') => (native_order(), false, &spec[1..]),
+        Some('@') => (native_order(), true, &spec[1..]),
+        _ => (native_order(), true, spec),
+    };
+    let mut items = Vec::new();
+    let mut count: Option<usize> = None;
+    for c in rest.chars() {
+        if c.is_ascii_whitespace() {
+            continue;
+        }
+        if let Some(d) = c.to_digit(10) {
+            let n = count
+                .unwrap_or(0)
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(d as usize));
+            count = Some(n.ok_or_else(|| invalid(format!("repeat count too large in {spec:?}")))?);
+            continue;
+        }
+        if !"xBbHhIiLlQqs".contains(c) {
+            return Err(invalid(format!(
+                "unsupported header code {c:?} in {spec:?} (use x B b H h I i L l Q q s)"
+            )));
+        }
+        items.push((c, count.take().unwrap_or(1)));
+    }
+    if count.is_some() {
+        return Err(invalid(format!("repeat count without a code in {spec:?}")));
+    }
+    Ok(StructItems {
+        order,
+        aligned,
+        items,
+    })
+}
+
+fn native_order() -> Order {
+    if cfg!(target_endian = "big") {
+        Order::Big
+    } else {
+        Order::Little
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidArgument(msg.into())
+}
+
+fn protocol(msg: impl Into<String>) -> Error {
+    Error::Protocol(msg.into())
+}
+
+impl Format {
+    /// A format from a `struct` header string and one name per non-padding item.
+    pub fn from_struct(
+        header: &str,
+        names: &[&str],
+        length_includes_header: bool,
+        max_body: u64,
+        expect: &[(&str, Value)],
+    ) -> Result<Format> {
+        let StructItems {
+            order,
+            aligned,
+            items,
+        } = struct_items(header)?;
+        let mut codes = Vec::new(); // (code, offset)
+        let mut offset = 0usize;
+        for (c, count) in items {
+            match c {
+                'x' => offset += count,
+                's' => {
+                    codes.push((Code::Bytes(count), offset));
+                    offset += count;
+                }
+                _ => {
+                    let size = match c {
+                        'B' | 'b' => 1,
+                        'H' | 'h' => 2,
+                        'I' | 'i' => 4,
+                        'L' | 'l' if aligned => std::mem::size_of::<libc::c_long>(),
+                        'L' | 'l' => 4,
+                        _ => 8, // Q q
+                    };
+                    for _ in 0..count {
+                        if aligned {
+                            offset = offset.div_ceil(size) * size;
+                        }
+                        let code = if c.is_ascii_uppercase() {
+                            Code::UInt(size)
+                        } else {
+                            Code::Int(size)
+                        };
+                        codes.push((code, offset));
+                        offset += size;
+                    }
+                }
+            }
+        }
+        if codes.len() != names.len() {
+            return Err(invalid(format!(
+                "header {header:?} has {} fields but {} names were given: {names:?}",
+                codes.len(),
+                names.len()
+            )));
+        }
+        let fields: Vec<Field> = names
+            .iter()
+            .zip(codes)
+            .map(|(name, (code, offset))| Field {
+                name: (*name).into(),
+                code,
+                offset,
+                expect: None,
+            })
+            .collect();
+        let header_size = offset;
+        let mut format = Format::assemble(fields, header_size, order, expect)?;
+        let length = format
+            .role_index(Role::Length)
+            .ok_or_else(|| invalid(format!("header fields {names:?} need a \"length\" field")))?;
+        let end = format.fields[length].offset + format.fields[length].code.size();
+        // value counts the body (or the whole frame): frame_len = value + adjustment + end.
+        let adjustment = if length_includes_header {
+            -(end as i64)
+        } else {
+            header_size as i64 - end as i64
+        };
+        format.framing = Framing::LengthField {
+            field: length,
+            adjustment,
+            strip: header_size,
+            max_frame: max_body.saturating_add(header_size as u64),
+        };
+        format.spec = Spec::Struct {
+            header: header.to_owned(),
+            length_includes_header,
+            max_body,
+        };
+        Ok(format)
+    }
+
+    /// Netty's `LengthFieldBasedFrameDecoder(maxFrameLength, lengthFieldOffset,
+    /// lengthFieldLength, lengthAdjustment, initialBytesToStrip)` with `failFast`. The bytes
+    /// before the length field are the user field `prefix`.
+    pub fn length_field(
+        offset: usize,
+        length: usize,
+        adjustment: i64,
+        strip: usize,
+        max_frame: u64,
+        order: Order,
+        expect: &[(&str, Value)],
+    ) -> Result<Format> {
+        let code = match length {
+            1..=4 => Code::UInt(length),
+            // Netty reads an 8-byte length with getLong: signed.
+            8 => Code::Int(8),
+            _ => {
+                return Err(invalid(format!(
+                    "length must be 1, 2, 3, 4 or 8 bytes, not {length}"
+                )))
+            }
+        };
+        let mut fields = Vec::new();
+        if offset > 0 {
+            fields.push(Field {
+                name: "prefix".into(),
+                code: Code::Bytes(offset),
+                offset: 0,
+                expect: None,
+            });
+        }
+        fields.push(Field {
+            name: "length".into(),
+            code,
+            offset,
+            expect: None,
+        });
+        let mut format = Format::assemble(fields, offset + length, order, expect)?;
+        format.framing = Framing::LengthField {
+            field: usize::from(offset > 0), // after the prefix, if there is one
+            adjustment,
+            strip,
+            max_frame,
+        };
+        format.spec = Spec::Netty {
+            offset,
+            length,
+            adjustment,
+            strip,
+            max_frame,
+            order,
+        };
+        Ok(format)
+    }
+
+    /// A protobuf varint32 length prefix, then the body.
+    pub fn varint(max_body: u64) -> Format {
+        Format {
+            fields: Vec::new(),
+            roles: Vec::new(),
+            header_size: 0,
+            order: Order::Big,
+            framing: Framing::Varint { max_body },
+            spec: Spec::Varint { max_body },
+            user_names: Arc::from(Vec::new()),
+        }
+    }
+
+    /// Fields with their roles and `expect` constants; framing is filled in by the caller.
+    fn assemble(
+        mut fields: Vec<Field>,
+        header_size: usize,
+        order: Order,
+        expect: &[(&str, Value)],
+    ) -> Result<Format> {
+        let mut roles = Vec::new();
+        let mut user_names = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|g| g.name == f.name) {
+                return Err(invalid(format!("duplicate header field {:?}", f.name)));
+            }
+            let role = match &*f.name {
+                "length" => Role::Length,
+                "msg_id" => Role::MsgId,
+                "flags" => Role::Flags,
+                _ => {
+                    user_names.push(f.name.clone());
+                    Role::User(user_names.len() - 1)
+                }
+            };
+            if matches!(role, Role::Length | Role::MsgId | Role::Flags) && !f.code.is_int() {
+                return Err(invalid(format!(
+                    "header field {:?} must be an integer",
+                    f.name
+                )));
+            }
+            roles.push(role);
+        }
+        for (name, value) in expect {
+            let Some(i) = fields.iter().position(|f| &*f.name == *name) else {
+                return Err(invalid(format!(
+                    "expect names {name:?}, which is not a header field"
+                )));
+            };
+            if roles[i] == Role::Length {
+                return Err(invalid("the length field cannot be a constant"));
+            }
+            fields[i].expect = Some(coerce(&fields[i], value.clone())?);
+        }
+        Ok(Format {
+            fields,
+            roles,
+            header_size,
+            order,
+            framing: Framing::Varint { max_body: 0 },
+            spec: Spec::Varint { max_body: 0 },
+            user_names: Arc::from(user_names),
+        })
+    }
+
+    /// Index of the field with `role`.
+    pub fn role_index(&self, role: Role) -> Option<usize> {
+        self.roles.iter().position(|r| *r == role)
+    }
+
+    /// The field a user name refers to, if the format has it.
+    pub fn field_named(&self, name: &str) -> Option<(usize, &Field)> {
+        self.fields
+            .iter()
+            .enumerate()
+            .find(|(_, f)| &*f.name == name)
+    }
+
+    /// Fixed header size in bytes, or `None` for a varint prefix.
+    pub fn fixed_header_size(&self) -> Option<usize> {
+        match self.framing {
+            Framing::LengthField { .. } => Some(self.header_size),
+            Framing::Varint { .. } => None,
+        }
+    }
+
+    /// The largest body this format accepts.
+    pub fn max_body(&self) -> u64 {
+        match (&self.spec, &self.framing) {
+            (Spec::Struct { max_body, .. }, _) => *max_body,
+            (
+                _,
+                Framing::LengthField {
+                    strip, max_frame, ..
+                },
+            ) => max_frame.saturating_sub(*strip as u64),
+            (_, Framing::Varint { max_body }) => *max_body,
+        }
+    }
+
+    /// The most bytes a decoder ever buffers for one frame.
+    pub fn max_frame(&self) -> u64 {
+        match self.framing {
+            Framing::LengthField { max_frame, .. } => max_frame,
+            Framing::Varint { max_body } => max_body + 5,
+        }
+    }
+
+    fn read(&self, code: Code, bytes: &[u8]) -> Value {
+        let mut buf = [0u8; 8];
+        let n = bytes.len();
+        match self.order {
+            Order::Big => buf[8 - n..].copy_from_slice(bytes),
+            Order::Little => buf[..n].copy_from_slice(bytes),
+        }
+        let raw = match self.order {
+            Order::Big => u64::from_be_bytes(buf),
+            Order::Little => u64::from_le_bytes(buf),
+        };
+        match code {
+            Code::UInt(_) => Value::UInt(raw),
+            Code::Int(w) => {
+                let shift = 64 - 8 * w as u32;
+                Value::Int(((raw << shift) as i64) >> shift)
+            }
+            Code::Bytes(_) => Value::Bytes(bytes.into()),
+        }
+    }
+
+    fn field_value(&self, field: &Field, header: &[u8]) -> Value {
+        self.read(
+            field.code,
+            &header[field.offset..field.offset + field.code.size()],
+        )
+    }
+
+    /// Decides what the bytes at the start of `buf` are (see [`Check`]).
+    pub fn check(&self, buf: &[u8]) -> Check {
+        match self.framing {
+            Framing::Varint { max_body } => check_varint(buf, max_body),
+            Framing::LengthField {
+                field,
+                adjustment,
+                strip,
+                max_frame,
+            } => {
+                let lf = &self.fields[field];
+                let end = lf.offset + lf.code.size();
+                if buf.len() < end {
+                    return Check::Incomplete {
+                        need: end,
+                        whole: false,
+                    };
+                }
+                // Constants before the length's end are checked first: if the magic is wrong,
+                // the length beside it is garbage too, and only the header is skipped.
+                if let Some(error) = self.expect_mismatch(buf, |f| f.offset + f.code.size() <= end)
+                {
+                    return Check::Bad {
+                        error,
+                        skip: end as u64,
+                    };
+                }
+                let value: i128 = match self.field_value(lf, buf) {
+                    Value::UInt(v) => v as i128,
+                    Value::Int(v) => v as i128,
+                    Value::Bytes(_) => unreachable!("length fields are integers"),
+                };
+                if value < 0 {
+                    return Check::Bad {
+                        error: protocol(format!("negative length field: {value}")),
+                        skip: end as u64,
+                    };
+                }
+                let frame_len = value + adjustment as i128 + end as i128;
+                let min = match self.spec {
+                    // A struct header is part of every frame.
+                    Spec::Struct { .. } => self.header_size,
+                    _ => end,
+                };
+                if frame_len < min as i128 {
+                    return Check::Bad {
+                        error: protocol(self.too_short_message(value, frame_len, min)),
+                        skip: end as u64,
+                    };
+                }
+                if frame_len > max_frame as i128 {
+                    let skip = u64::try_from(frame_len).unwrap_or(u64::MAX);
+                    return Check::Bad {
+                        error: self.too_large(frame_len),
+                        skip,
+                    };
+                }
+                let frame_len = frame_len as usize; // <= max_frame, which fits in memory
+                if strip > frame_len {
+                    return Check::Bad {
+                        error: protocol(format!(
+                            "Adjusted frame length ({frame_len}) is less than initialBytesToStrip: {strip}"
+                        )),
+                        skip: frame_len as u64,
+                    };
+                }
+                if let Some(error) = self.expect_mismatch(buf, |f| f.offset + f.code.size() > end) {
+                    return Check::Bad {
+                        error,
+                        skip: frame_len as u64,
+                    };
+                }
+                if buf.len() < frame_len {
+                    return Check::Incomplete {
+                        need: frame_len,
+                        whole: true,
+                    };
+                }
+                Check::Frame {
+                    len: frame_len,
+                    body_start: strip,
+                }
+            }
+        }
+    }
+
+    /// Checks the `expect` constants among the fields `which` selects whose bytes are there.
+    fn expect_mismatch(&self, buf: &[u8], which: impl Fn(&Field) -> bool) -> Option<Error> {
+        self.fields.iter().filter(|f| which(f)).find_map(|f| {
+            let want = f.expect.as_ref()?;
+            if buf.len() < f.offset + f.code.size() {
+                return None;
+            }
+            let got = self.field_value(f, buf);
+            (got != *want).then(|| {
+                protocol(format!(
+                    "header field {:?} is {}, expected {}",
+                    f.name,
+                    show(&got),
+                    show(want)
+                ))
+            })
+        })
+    }
+
+    fn too_short_message(&self, value: i128, frame_len: i128, min: usize) -> String {
+        match &self.spec {
+            Spec::Struct { .. } => {
+                format!("length field {value} is shorter than the {min}-byte header it includes")
+            }
+            _ => format!(
+                "Adjusted frame length ({frame_len}) is less than lengthFieldEndOffset: {min}"
+            ),
+        }
+    }
+
+    /// The error for a frame over the limit, in the terms the format was given in: body and
+    /// `max_body` for a struct header, the adjusted frame and `max_frame` for Netty's.
+    fn too_large(&self, frame_len: i128) -> Error {
+        let frame = u64::try_from(frame_len).unwrap_or(u64::MAX);
+        match &self.spec {
+            Spec::Struct { max_body, .. } => {
+                let body = frame - self.header_size as u64;
+                Error::FrameTooLarge {
+                    message: format!("frame body of {body} bytes exceeds max_body ({max_body})"),
+                    length: body,
+                    limit: *max_body,
+                }
+            }
+            _ => Error::FrameTooLarge {
+                message: format!(
+                    "Adjusted frame length exceeds {}: {frame} - discarded",
+                    self.max_frame()
+                ),
+                length: frame,
+                limit: self.max_frame(),
+            },
+        }
+    }
+
+    /// The header values of a whole frame that [`Format::check`] accepted.
+    pub fn header(&self, frame: &[u8]) -> Header {
+        let mut header = Header::default();
+        for (field, role) in self.fields.iter().zip(&self.roles) {
+            let value = self.field_value(field, frame);
+            match role {
+                Role::Length => {}
+                Role::MsgId => header.msg_id = as_i64(&value),
+                Role::Flags => header.flags = as_i64(&value),
+                Role::User(_) => header.values.push(value),
+            }
+        }
+        header
+    }
+
+    /// Appends one frame carrying `body` to `out`. `values` gives user fields by
+    /// `Role::User` index (`None`: the `expect` constant, else zero).
+    pub fn pack_into(
+        &self,
+        out: &mut Vec<u8>,
+        body: &[u8],
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> Result<()> {
+        let max = self.max_body();
+        if body.len() as u64 > max {
+            return Err(Error::FrameTooLarge {
+                message: format!(
+                    "body of {} bytes exceeds the format's limit ({max})",
+                    body.len()
+                ),
+                length: body.len() as u64,
+                limit: max,
+            });
+        }
+        match self.framing {
+            Framing::Varint { .. } => {
+                write_varint(out, body.len() as u64);
+                out.extend_from_slice(body);
+                Ok(())
+            }
+            Framing::LengthField {
+                field, adjustment, ..
+            } => {
+                let lf = &self.fields[field];
+                let end = lf.offset + lf.code.size();
+                // The LengthFieldPrepender convention: what follows the header is `body`.
+                let frame_len = (self.header_size + body.len()) as i128;
+                let length = frame_len - adjustment as i128 - end as i128;
+                let start = out.len();
+                out.resize(start + self.header_size, 0);
+                for (f, role) in self.fields.iter().zip(&self.roles) {
+                    let value = match role {
+                        Role::Length => int_value(lf.code, length).ok_or_else(|| {
+                            invalid(format!(
+                                "a {}-byte length field cannot hold {length}",
+                                lf.code.size()
+                            ))
+                        })?,
+                        Role::MsgId => coerce(f, Value::Int(msg_id))?,
+                        Role::Flags => coerce(f, Value::Int(flags))?,
+                        Role::User(u) => match values.get(*u).cloned().flatten() {
+                            Some(v) => coerce(f, v)?,
+                            None => match &f.expect {
+                                Some(v) => v.clone(),
+                                None => continue, // zero bytes
+                            },
+                        },
+                    };
+                    self.write(
+                        &mut out[start + f.offset..start + f.offset + f.code.size()],
+                        &value,
+                    );
+                }
+                out.extend_from_slice(body);
+                Ok(())
+            }
+        }
+    }
+
+    fn write(&self, dst: &mut [u8], value: &Value) {
+        let raw = match value {
+            Value::Bytes(b) => {
+                dst.copy_from_slice(b);
+                return;
+            }
+            Value::Int(v) => *v as u64,
+            Value::UInt(v) => *v,
+        };
+        let n = dst.len();
+        match self.order {
+            Order::Big => dst.copy_from_slice(&raw.to_be_bytes()[8 - n..]),
+            Order::Little => dst.copy_from_slice(&raw.to_le_bytes()[..n]),
+        }
+    }
+}
+
+fn as_i64(value: &Value) -> i64 {
+    match value {
+        Value::Int(v) => *v,
+        // msg_id and flags above i64::MAX keep their bits; no protocol here uses them.
+        Value::UInt(v) => *v as i64,
+        Value::Bytes(_) => 0,
+    }
+}
+
+/// The smallest and largest values of an integer code.
+fn int_range(code: Code) -> (i128, i128) {
+    match code {
+        Code::UInt(w) => (0, (1i128 << (8 * w)) - 1),
+        Code::Int(w) => (-(1i128 << (8 * w - 1)), (1i128 << (8 * w - 1)) - 1),
+        Code::Bytes(_) => (0, -1),
+    }
+}
+
+/// `value` as an integer of `code`'s width and signedness, if it fits.
+fn int_value(code: Code, value: i128) -> Option<Value> {
+    let (lo, hi) = int_range(code);
+    if !(lo..=hi).contains(&value) {
+        return None;
+    }
+    match code {
+        Code::UInt(_) => Some(Value::UInt(value as u64)),
+        Code::Int(_) => Some(Value::Int(value as i64)),
+        Code::Bytes(_) => None,
+    }
+}
+
+/// Converts a value given for `field` to the field's code, with `struct`-like range errors.
+pub fn coerce(field: &Field, value: Value) -> Result<Value> {
+    match (field.code, value) {
+        (Code::Bytes(n), Value::Bytes(b)) if b.len() == n => Ok(Value::Bytes(b)),
+        (Code::Bytes(n), Value::Bytes(b)) => Err(invalid(format!(
+            "header field {:?} takes {n} bytes, got {}",
+            field.name,
+            b.len()
+        ))),
+        (Code::Bytes(_), _) => Err(invalid(format!(
+            "header field {:?} takes bytes",
+            field.name
+        ))),
+        (code, Value::Bytes(_)) => Err(invalid(format!(
+            "header field {:?} takes an integer ({} bytes)",
+            field.name,
+            code.size()
+        ))),
+        (code, Value::Int(v)) => range_checked(field, code, v as i128),
+        (code, Value::UInt(v)) => range_checked(field, code, v as i128),
+    }
+}
+
+fn range_checked(field: &Field, code: Code, v: i128) -> Result<Value> {
+    int_value(code, v).ok_or_else(|| {
+        let (lo, hi) = int_range(code);
+        invalid(format!(
+            "header field {:?} requires {lo} <= value <= {hi}, got {v}",
+            field.name
+        ))
+    })
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::Int(v) => v.to_string(),
+        Value::UInt(v) => v.to_string(),
+        Value::Bytes(b) => format!("b{:?}", String::from_utf8_lossy(b)),
+    }
+}
+
+/// Netty's `ProtobufVarint32FrameDecoder`: at most 5 bytes of varint, the length read as a
+/// 32-bit int (negative is corrupt).
+fn check_varint(buf: &[u8], max_body: u64) -> Check {
+    let mut value: u64 = 0;
+    for (i, &b) in buf.iter().take(5).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            let prefix = i + 1;
+            let length = value as u32 as i32; // Netty keeps the low 32 bits as an int
+            if length < 0 {
+                return Check::Bad {
+                    error: protocol(format!("negative length: {length}")),
+                    skip: prefix as u64,
+                };
+            }
+            let length = length as u64;
+            if length > max_body {
+                return Check::Bad {
+                    error: Error::FrameTooLarge {
+                        message: format!(
+                            "varint body of {length} bytes exceeds max_body ({max_body})"
+                        ),
+                        length,
+                        limit: max_body,
+                    },
+                    skip: prefix as u64 + length,
+                };
+            }
+            let len = prefix + length as usize;
+            if buf.len() < len {
+                return Check::Incomplete {
+                    need: len,
+                    whole: true,
+                };
+            }
+            return Check::Frame {
+                len,
+                body_start: prefix,
+            };
+        }
+    }
+    if buf.len() >= 5 {
+        return Check::Bad {
+            error: protocol("malformed varint."),
+            skip: 5,
+        };
+    }
+    Check::Incomplete {
+        need: buf.len() + 1,
+        whole: false,
+    }
+}
+
+fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_of(format: &Format, buf: &[u8]) -> (usize, usize) {
+        match format.check(buf) {
+            Check::Frame { len, body_start } => (len, body_start),
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    const HELLO: &[u8] = b"HELLO, WORLD";
+
+    fn netty(offset: usize, length: usize, adjustment: i64, strip: usize) -> Format {
+        Format::length_field(offset, length, adjustment, strip, 1 << 20, Order::Big, &[]).unwrap()
+    }
+
+    /// The seven examples of Netty's `LengthFieldBasedFrameDecoder` javadoc, decode side.
+    #[test]
+    fn netty_javadoc_examples_decode() {
+        let cat = |parts: &[&[u8]]| parts.concat();
+        let cases: Vec<(Format, Vec<u8>, Vec<u8>)> = vec![
+            (
+                netty(0, 2, 0, 0),
+                cat(&[b"\x00\x0c", HELLO]),
+                cat(&[b"\x00\x0c", HELLO]),
+            ),
+            (
+                netty(0, 2, 0, 2),
+                cat(&[b"\x00\x0c", HELLO]),
+                HELLO.to_vec(),
+            ),
+            (
+                netty(0, 2, -2, 0),
+                cat(&[b"\x00\x0e", HELLO]),
+                cat(&[b"\x00\x0e", HELLO]),
+            ),
+            (
+                netty(2, 3, 0, 0),
+                cat(&[b"\xca\xfe\x00\x00\x0c", HELLO]),
+                cat(&[b"\xca\xfe\x00\x00\x0c", HELLO]),
+            ),
+            (
+                netty(0, 3, 2, 0),
+                cat(&[b"\x00\x00\x0c\xca\xfe", HELLO]),
+                cat(&[b"\x00\x00\x0c\xca\xfe", HELLO]),
+            ),
+            (
+                netty(1, 2, 1, 3),
+                cat(&[b"\xca\x00\x0c\xfe", HELLO]),
+                cat(&[b"\xfe", HELLO]),
+            ),
+            (
+                netty(1, 2, -3, 3),
+                cat(&[b"\xca\x00\x10\xfe", HELLO]),
+                cat(&[b"\xfe", HELLO]),
+            ),
+        ];
+        for (i, (format, wire, body)) in cases.iter().enumerate() {
+            let (len, start) = frame_of(format, wire);
+            assert_eq!(len, wire.len(), "example {}", i + 1);
+            assert_eq!(&wire[start..len], &body[..], "example {}", i + 1);
+        }
+    }
+
+    #[test]
+    fn struct_header_round_trip() {
+        let f =
+            Format::from_struct("!IHB", &["length", "msg_id", "flags"], false, 1024, &[]).unwrap();
+        assert_eq!(f.header_size, 7);
+        let mut out = Vec::new();
+        f.pack_into(&mut out, b"hi", 258, 1, &[]).unwrap();
+        assert_eq!(out, b"\x00\x00\x00\x02\x01\x02\x01hi");
+        let (len, start) = frame_of(&f, &out);
+        assert_eq!((len, start), (9, 7));
+        let h = f.header(&out);
+        assert_eq!((h.msg_id, h.flags), (258, 1));
+    }
+
+    #[test]
+    fn native_alignment_matches_struct() {
+        // struct.calcsize("@BI") == 8: the int is aligned to 4.
+        let f = Format::from_struct("@BI", &["flags", "length"], false, 10, &[]).unwrap();
+        assert_eq!(f.header_size, 8);
+        assert_eq!(f.fields[1].offset, 4);
+    }
+
+    #[test]
+    fn too_large_fails_fast_with_the_frame_length_to_skip() {
+        let f = Format::from_struct("!I", &["length"], false, 16, &[]).unwrap();
+        match f.check(b"\x00\x00\x00\x20") {
+            Check::Bad {
+                error: Error::FrameTooLarge { length, .. },
+                skip,
+            } => assert_eq!((length, skip), (32, 36)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn signed_length_rejects_negatives() {
+        let f = Format::from_struct("!i", &["length"], false, 16, &[]).unwrap();
+        assert!(matches!(
+            f.check(b"\xff\xff\xff\xfe"),
+            Check::Bad {
+                error: Error::Protocol(_),
+                skip: 4
+            }
+        ));
+    }
+
+    #[test]
+    fn expect_mismatch_is_a_protocol_error() {
+        let f = Format::from_struct(
+            "!2sI",
+            &["magic", "length"],
+            false,
+            16,
+            &[("magic", Value::Bytes((*b"\xca\xfe").into()))],
+        )
+        .unwrap();
+        assert!(matches!(
+            f.check(b"\xca\xfe\x00\x00\x00\x01x"),
+            Check::Frame { len: 7, .. }
+        ));
+        // A wrong magic before the length: only the header up to the length is skipped.
+        assert!(matches!(
+            f.check(b"\xde\xad\x00\x00\x00\x01x"),
+            Check::Bad {
+                error: Error::Protocol(_),
+                skip: 6
+            }
+        ));
+        // A wrong constant after the length: the frame (by its length) is skipped.
+        let g = Format::from_struct(
+            "!IB",
+            &["length", "version"],
+            false,
+            16,
+            &[("version", Value::UInt(2))],
+        )
+        .unwrap();
+        assert!(matches!(
+            g.check(b"\x00\x00\x00\x01\x03x"),
+            Check::Bad {
+                error: Error::Protocol(_),
+                skip: 6
+            }
+        ));
+    }
+
+    #[test]
+    fn varint_prefix() {
+        let f = Format::varint(1000);
+        let mut out = Vec::new();
+        f.pack_into(&mut out, &[7u8; 300], 0, 0, &[]).unwrap();
+        assert_eq!(&out[..2], &[0xac, 0x02]);
+        assert_eq!(frame_of(&f, &out), (302, 2));
+        assert!(matches!(
+            f.check(&[0xac]),
+            Check::Incomplete {
+                need: 2,
+                whole: false
+            }
+        ));
+        assert!(matches!(
+            f.check(&[0xff; 5]),
+            Check::Bad {
+                error: Error::Protocol(_),
+                skip: 5
+            }
+        ));
+    }
+
+    #[test]
+    fn pack_checks_ranges_like_struct() {
+        let f = Format::from_struct("!IB", &["length", "msg_id"], false, 1024, &[]).unwrap();
+        let err = f.pack_into(&mut Vec::new(), b"", 256, 0, &[]).unwrap_err();
+        assert!(err.to_string().contains("0 <= value <= 255"), "{err}");
+    }
+}

@@ -1,0 +1,300 @@
+//! `Connection`: packets over a connected `Socket`, and `connect()`.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use super::convert::{blocking, timeout_arg};
+use super::packet::{feed_into, Packet, PacketFormat};
+use super::recipe::create_client;
+use super::socket::Socket;
+use crate::decoder::Decoder;
+use crate::error::Error;
+use crate::socket::Wait;
+
+/// How much one read asks the kernel for.
+const READ_SIZE: usize = 1 << 16;
+
+/// Receiving state: decoded packets not yet returned, and what ended the stream.
+struct RecvState {
+    decoder: Decoder,
+    ready: VecDeque<Py<Packet>>,
+    /// An error met after the packets in `ready`; raised once they are delivered.
+    error: Option<PyErr>,
+    eof: bool,
+    scratch: Vec<u8>,
+}
+
+/// Lets one sender at a time write a whole frame sequence. Unlike a mutex guard, a turn can be
+/// held while the GIL is re-taken to run signal handlers between retries of a blocked send, so
+/// frames of two threads never interleave.
+#[derive(Default)]
+struct SendTurn {
+    busy: Mutex<bool>,
+    freed: Condvar,
+}
+
+struct Turn<'a>(&'a SendTurn);
+
+impl SendTurn {
+    /// Waits for the turn; call without the GIL.
+    fn take(&self) -> Turn<'_> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = self.freed.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+        *busy = true;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Packets over a connected socket, framed by a `PacketFormat`.
+#[pyclass(module = "sockwire", name = "Connection", frozen)]
+pub struct Connection {
+    sock: Py<Socket>,
+    format: Py<PacketFormat>,
+    recv: Mutex<RecvState>,
+    send: SendTurn,
+}
+
+impl Connection {
+    pub(crate) fn wrap(sock: Py<Socket>, format: Py<PacketFormat>) -> Self {
+        let decoder = Decoder::new(format.get().format.clone());
+        Connection {
+            sock,
+            format,
+            recv: Mutex::new(RecvState {
+                decoder,
+                ready: VecDeque::new(),
+                error: None,
+                eof: false,
+                scratch: vec![0; READ_SIZE],
+            }),
+            send: SendTurn::default(),
+        }
+    }
+
+    fn recv_state(&self) -> PyResult<MutexGuard<'_, RecvState>> {
+        // Never wait for this lock while holding the GIL: two threads receiving on one
+        // connection is a bug in the caller (which packet goes where would be random).
+        match self.recv.try_lock() {
+            Ok(g) => Ok(g),
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+                "another thread is already receiving on this Connection",
+            )),
+        }
+    }
+
+    /// Sends `frames` whole, one sender at a time, with the socket's timeout for the call.
+    fn send_frames(&self, py: Python<'_>, frames: &[u8]) -> PyResult<()> {
+        let sock = &self.sock.get().sock;
+        let wait = sock.start();
+        let turn = py.detach(|| self.send.take());
+        let mut sent = 0;
+        let result = blocking(py, || sock.sendall(frames, 0, wait, &mut sent));
+        drop(turn);
+        result
+    }
+
+    fn recv_packet(&self, py: Python<'_>, wait: Wait) -> PyResult<Py<Packet>> {
+        let mut st = self.recv_state()?;
+        let st = &mut *st;
+        let sock = &self.sock.get().sock;
+        loop {
+            if let Some(p) = st.ready.pop_front() {
+                return Ok(p);
+            }
+            if let Some(err) = st.error.take() {
+                // After a bad frame the stream cannot be trusted: the connection closes.
+                let _ = sock.close();
+                st.eof = true;
+                return Err(err);
+            }
+            if st.eof {
+                return Err(Error::ConnectionClosed.into());
+            }
+            let scratch = &mut st.scratch;
+            let n = blocking(py, || sock.recv_into(scratch, 0, wait))?;
+            if n == 0 {
+                st.eof = true;
+                st.decoder.finish()?;
+                return Err(Error::ConnectionClosed.into());
+            }
+            let ready = &mut st.ready;
+            let fed = feed_into(py, &mut st.decoder, &st.scratch[..n], &mut |p| {
+                ready.push_back(p.unbind());
+                Ok(())
+            });
+            if let Err(err) = fed {
+                st.error = Some(err);
+            }
+        }
+    }
+
+    /// The wait for one call: the socket's own timeout, or `timeout` when given.
+    fn wait_for(&self, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Wait> {
+        Ok(match timeout {
+            None => self.sock.get().sock.start(),
+            Some(t) => timeout_arg(t)?.start(),
+        })
+    }
+}
+
+#[pymethods]
+impl Connection {
+    #[new]
+    #[pyo3(signature = (sock, format=None))]
+    fn new(
+        py: Python<'_>,
+        sock: &Bound<'_, PyAny>,
+        format: Option<Bound<'_, PacketFormat>>,
+    ) -> PyResult<Self> {
+        let sock: Py<Socket> = match sock.cast::<Socket>() {
+            Ok(s) => s.clone().unbind(),
+            // A stdlib socket is adopted: sockwire takes over its fd.
+            Err(_) => py
+                .get_type::<Socket>()
+                .call_method1("from_stdlib", (sock,))?
+                .cast_into::<Socket>()?
+                .unbind(),
+        };
+        let format = match format {
+            Some(f) => f.unbind(),
+            None => Py::new(py, PacketFormat::default_format())?,
+        };
+        Ok(Connection::wrap(sock, format))
+    }
+
+    /// The underlying socket.
+    #[getter]
+    fn socket(&self, py: Python<'_>) -> Py<Socket> {
+        self.sock.clone_ref(py)
+    }
+
+    /// The packet format.
+    #[getter]
+    fn format(&self, py: Python<'_>) -> Py<PacketFormat> {
+        self.format.clone_ref(py)
+    }
+
+    fn fileno(&self) -> i32 {
+        self.sock.get().sock.fileno()
+    }
+
+    /// Sends one packet.
+    #[pyo3(signature = (body, msg_id=0, **fields))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        body: &Bound<'_, PyAny>,
+        msg_id: i64,
+        fields: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let mut frame = Vec::new();
+        self.format
+            .get()
+            .pack_one(&mut frame, body, msg_id, fields)?;
+        self.send_frames(py, &frame)
+    }
+
+    /// Sends many packets with one write: bodies (with this call's header values) or `Packet`s.
+    #[pyo3(signature = (items, msg_id=0, **fields))]
+    fn send_many(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        msg_id: i64,
+        fields: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let frames = self.format.get().pack_all(items, msg_id, fields)?;
+        self.send_frames(py, &frames)
+    }
+
+    /// Receives the next packet.
+    #[pyo3(signature = (timeout=None))]
+    fn recv(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<Packet>> {
+        let wait = self.wait_for(timeout)?;
+        self.recv_packet(py, wait)
+    }
+
+    /// Sends a packet and returns the next one received.
+    #[pyo3(signature = (body, msg_id=0, timeout=None, **fields))]
+    fn request(
+        &self,
+        py: Python<'_>,
+        body: &Bound<'_, PyAny>,
+        msg_id: i64,
+        timeout: Option<&Bound<'_, PyAny>>,
+        fields: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<Packet>> {
+        let wait = self.wait_for(timeout)?;
+        self.send(py, body, msg_id, fields)?;
+        self.recv_packet(py, wait)
+    }
+
+    /// Half-close: no more sending, receiving goes on until the peer closes.
+    fn shutdown_write(&self) -> PyResult<()> {
+        Ok(self.sock.get().sock.shutdown(libc::SHUT_WR)?)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(py.detach(|| self.sock.get().sock.close())?)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Packet>>> {
+        match self.recv_packet(py, self.sock.get().sock.start()) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e.is_instance_of::<super::errors::ConnectionClosed>(py) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close(py)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "<Connection {} {}>",
+            self.sock.bind(py).repr()?,
+            self.format.bind(py).repr()?
+        ))
+    }
+}
+
+/// Connects to `addr` and returns a `Connection` speaking `format`.
+#[pyfunction]
+#[pyo3(signature = (addr, format=None, *, timeout=None))]
+pub fn connect(
+    py: Python<'_>,
+    addr: &Bound<'_, PyAny>,
+    format: Option<Bound<'_, PacketFormat>>,
+    timeout: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Connection> {
+    let sock = create_client(py, addr, timeout)?.unbind();
+    let format = match format {
+        Some(f) => f.unbind(),
+        None => Py::new(py, PacketFormat::default_format())?,
+    };
+    Ok(Connection::wrap(sock, format))
+}

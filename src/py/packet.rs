@@ -1,0 +1,589 @@
+//! `PacketFormat`, `Packet` and `Decoder` over [`crate::format`] and [`crate::decoder`].
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use super::convert::{type_name, BytesArg};
+use super::errors::set_attrs;
+use crate::decoder::Decoder as CoreDecoder;
+use crate::error::Error;
+use crate::format::{Check, Format, Order, Role, Spec, Value};
+
+/// The default limit on a body: 8 MiB.
+pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
+
+/// One packet: a body and the header values that came with it.
+#[pyclass(module = "sockwire", name = "Packet", frozen)]
+pub struct Packet {
+    body: Py<PyBytes>,
+    msg_id: i64,
+    flags: i64,
+    /// User header fields: names shared with the format, values per packet.
+    names: Arc<[Box<str>]>,
+    values: Vec<Value>,
+}
+
+impl Packet {
+    /// The packet a whole frame decodes to.
+    pub(crate) fn from_frame<'py>(
+        py: Python<'py>,
+        format: &Format,
+        frame: &[u8],
+        body_start: usize,
+    ) -> PyResult<Bound<'py, Packet>> {
+        let header = format.header(frame);
+        Bound::new(
+            py,
+            Packet {
+                body: PyBytes::new(py, &frame[body_start..]).unbind(),
+                msg_id: header.msg_id,
+                flags: header.flags,
+                names: format.user_names.clone(),
+                values: header.values,
+            },
+        )
+    }
+
+    fn header_pairs(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.names.iter().map(|n| &**n).zip(&self.values)
+    }
+
+    fn same_header(&self, other: &Packet) -> bool {
+        self.values.len() == other.values.len()
+            && self
+                .header_pairs()
+                .all(|(name, value)| other.header_pairs().any(|(n, v)| n == name && v == value))
+    }
+}
+
+fn value_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Int(v) => v.into_pyobject(py)?.into_any(),
+        Value::UInt(v) => v.into_pyobject(py)?.into_any(),
+        Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+    })
+}
+
+/// A header value given from Python: an int, or bytes for an `Ns` field.
+fn value_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if obj.is_instance_of::<pyo3::types::PyInt>() {
+        return match obj.extract::<i64>() {
+            Ok(v) => Ok(Value::Int(v)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                Ok(Value::UInt(obj.extract::<u64>()?))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    match BytesArg::extract(obj) {
+        Ok(b) => Ok(Value::Bytes(b.as_slice().into())),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "header values are int or bytes, not {}",
+            type_name(obj)
+        ))),
+    }
+}
+
+/// The bytes of a body argument, as a `bytes` object (kept as is when it already is one).
+fn body_bytes<'py>(body: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(b) = body.cast::<PyBytes>() {
+        return Ok(b.clone());
+    }
+    let data = BytesArg::extract(body)?;
+    Ok(PyBytes::new(body.py(), data.as_slice()))
+}
+
+#[pymethods]
+impl Packet {
+    #[new]
+    #[pyo3(signature = (body, msg_id=0, flags=0, **fields))]
+    fn new(
+        body: &Bound<'_, PyAny>,
+        msg_id: i64,
+        flags: i64,
+        fields: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let mut names = Vec::new();
+        let mut values = Vec::new();
+        if let Some(fields) = fields {
+            for (k, v) in fields.iter() {
+                names.push(k.cast::<PyString>()?.to_str()?.into());
+                values.push(value_from_py(&v)?);
+            }
+        }
+        Ok(Packet {
+            body: body_bytes(body)?.unbind(),
+            msg_id,
+            flags,
+            names: Arc::from(names),
+            values,
+        })
+    }
+
+    /// The body: the bytes after the header (after compression and encryption are undone).
+    #[getter]
+    fn body(&self, py: Python<'_>) -> Py<PyBytes> {
+        self.body.clone_ref(py)
+    }
+
+    /// The protocol number (`msg_id` header field), 0 if the format has none.
+    #[getter]
+    fn msg_id(&self) -> i64 {
+        self.msg_id
+    }
+
+    /// The `flags` header field, 0 if the format has none.
+    #[getter]
+    fn flags(&self) -> i64 {
+        self.flags
+    }
+
+    /// The other header fields, by name.
+    #[getter]
+    fn header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, value) in self.header_pairs() {
+            d.set_item(name, value_to_py(py, value)?)?;
+        }
+        Ok(d)
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> bool {
+        let Ok(other) = other.cast::<Packet>() else {
+            return false;
+        };
+        let other = other.get();
+        self.msg_id == other.msg_id
+            && self.flags == other.flags
+            && self.body.bind(py).as_bytes() == other.body.bind(py).as_bytes()
+            && self.same_header(other)
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        (self.body.bind(py), self.msg_id, self.flags)
+            .into_pyobject(py)?
+            .hash()
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.body.bind(py).as_bytes().len()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let body = self.body.bind(py);
+        let n = body.as_bytes().len();
+        let mut out = if n <= 48 {
+            format!("Packet({}", body.repr()?)
+        } else {
+            let head = PyBytes::new(py, &body.as_bytes()[..32]);
+            format!("Packet({}...({n} bytes)", head.repr()?)
+        };
+        out.push_str(&format!(", msg_id={}, flags={}", self.msg_id, self.flags));
+        for (name, value) in self.header_pairs() {
+            out.push_str(&format!(", {name}={}", value_to_py(py, value)?.repr()?));
+        }
+        out.push(')');
+        Ok(out)
+    }
+}
+
+/// How packets are framed on the wire: a header layout and where the length is.
+#[pyclass(module = "sockwire", name = "PacketFormat", frozen)]
+pub struct PacketFormat {
+    pub(crate) format: Arc<Format>,
+}
+
+fn order_arg(byteorder: &str) -> PyResult<Order> {
+    match byteorder {
+        "big" => Ok(Order::Big),
+        "little" => Ok(Order::Little),
+        _ => Err(PyValueError::new_err(format!(
+            "byteorder must be 'big' or 'little', not {byteorder:?}"
+        ))),
+    }
+}
+
+fn expect_arg(expect: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
+    let mut out = Vec::new();
+    if let Some(expect) = expect {
+        for (k, v) in expect.iter() {
+            out.push((k.extract::<String>()?, value_from_py(&v)?));
+        }
+    }
+    Ok(out)
+}
+
+fn borrowed(pairs: &[(String, Value)]) -> Vec<(&str, Value)> {
+    pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
+}
+
+/// The values `pack` was given: `flags` and user fields by their `Role::User` index.
+struct HeaderArgs {
+    flags: i64,
+    values: Vec<Option<Value>>,
+}
+
+impl PacketFormat {
+    fn header_args(&self, msg_id: i64, fields: Option<&Bound<'_, PyDict>>) -> PyResult<HeaderArgs> {
+        let f = &self.format;
+        if msg_id != 0 && f.role_index(Role::MsgId).is_none() {
+            return Err(PyValueError::new_err("this format has no msg_id field"));
+        }
+        let mut args = HeaderArgs {
+            flags: 0,
+            values: vec![None; f.user_names.len()],
+        };
+        let Some(fields) = fields else {
+            return Ok(args);
+        };
+        for (k, v) in fields.iter() {
+            let name = k.cast::<PyString>()?.to_cow()?;
+            match f.field_named(&name) {
+                Some((i, _)) => match f.roles[i] {
+                    Role::Length => {
+                        return Err(PyTypeError::new_err(
+                            "'length' is computed from the body; do not pass it",
+                        ))
+                    }
+                    Role::MsgId => {
+                        return Err(PyTypeError::new_err("pass msg_id as msg_id="));
+                    }
+                    Role::Flags => args.flags = v.extract()?,
+                    Role::User(u) => args.values[u] = Some(value_from_py(&v)?),
+                },
+                None => {
+                    return Err(PyTypeError::new_err(format!(
+                        "unexpected header field {name:?}; this format has {:?}",
+                        f.fields.iter().map(|f| &*f.name).collect::<Vec<_>>()
+                    )))
+                }
+            }
+        }
+        Ok(args)
+    }
+
+    /// Appends the frame for one `pack_many`/`send_many` item: bytes-like (with the call's
+    /// header values) or a `Packet` (with its own).
+    fn pack_item(
+        &self,
+        out: &mut Vec<u8>,
+        item: &Bound<'_, PyAny>,
+        msg_id: i64,
+        args: &HeaderArgs,
+    ) -> PyResult<()> {
+        if let Ok(p) = item.cast::<Packet>() {
+            let p = p.get();
+            let mut values = vec![None; self.format.user_names.len()];
+            for (name, value) in p.header_pairs() {
+                match self.format.user_names.iter().position(|n| &**n == name) {
+                    Some(u) => values[u] = Some(value.clone()),
+                    None => {
+                        return Err(PyValueError::new_err(format!(
+                            "packet has header field {name:?}, which this format does not"
+                        )))
+                    }
+                }
+            }
+            let body = p.body.bind(item.py()).as_bytes();
+            return Ok(self
+                .format
+                .pack_into(out, body, p.msg_id, p.flags, &values)?);
+        }
+        let body = BytesArg::extract(item)?;
+        Ok(self
+            .format
+            .pack_into(out, body.as_slice(), msg_id, args.flags, &args.values)?)
+    }
+
+    /// Frames for many items, in one buffer.
+    pub(crate) fn pack_all(
+        &self,
+        items: &Bound<'_, PyAny>,
+        msg_id: i64,
+        fields: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<u8>> {
+        let args = self.header_args(msg_id, fields)?;
+        let mut out = Vec::new();
+        for item in items.try_iter()? {
+            self.pack_item(&mut out, &item?, msg_id, &args)?;
+        }
+        Ok(out)
+    }
+
+    /// The frame for one body.
+    pub(crate) fn pack_one(
+        &self,
+        out: &mut Vec<u8>,
+        body: &Bound<'_, PyAny>,
+        msg_id: i64,
+        fields: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let args = self.header_args(msg_id, fields)?;
+        let body = BytesArg::extract(body)?;
+        Ok(self
+            .format
+            .pack_into(out, body.as_slice(), msg_id, args.flags, &args.values)?)
+    }
+}
+
+impl PacketFormat {
+    /// `PacketFormat()`: a 4-byte big-endian length, then the body.
+    pub(crate) fn default_format() -> Self {
+        PacketFormat::new("!I", None, false, DEFAULT_MAX_BODY, None)
+            .expect("the default format is valid")
+    }
+}
+
+thread_local! {
+    /// Reused by `pack` so that packing a small packet allocates only the result.
+    static PACK_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+#[pymethods]
+impl PacketFormat {
+    #[new]
+    #[pyo3(
+        signature = (header="!I", fields=None, *, length_includes_header=false, max_body=DEFAULT_MAX_BODY, expect=None),
+        text_signature = "(header='!I', fields=None, *, length_includes_header=False, max_body=8388608, expect=None)"
+    )]
+    fn new(
+        header: &str,
+        fields: Option<Vec<String>>,
+        length_includes_header: bool,
+        max_body: u64,
+        expect: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let fields = fields.unwrap_or_else(|| vec!["length".to_owned()]);
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let expect = expect_arg(expect)?;
+        let format = Format::from_struct(
+            header,
+            &names,
+            length_includes_header,
+            max_body,
+            &borrowed(&expect),
+        )?;
+        Ok(PacketFormat {
+            format: Arc::new(format),
+        })
+    }
+
+    /// A format from Netty `LengthFieldBasedFrameDecoder` parameters, with Netty's semantics.
+    #[staticmethod]
+    #[pyo3(
+        signature = (offset, length, adjustment=0, strip=0, max_frame=DEFAULT_MAX_BODY, byteorder="big", *, expect=None),
+        text_signature = "(offset, length, adjustment=0, strip=0, max_frame=8388608, byteorder='big', *, expect=None)"
+    )]
+    fn length_field(
+        offset: usize,
+        length: usize,
+        adjustment: i64,
+        strip: usize,
+        max_frame: u64,
+        byteorder: &str,
+        expect: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let expect = expect_arg(expect)?;
+        let format = Format::length_field(
+            offset,
+            length,
+            adjustment,
+            strip,
+            max_frame,
+            order_arg(byteorder)?,
+            &borrowed(&expect),
+        )?;
+        Ok(PacketFormat {
+            format: Arc::new(format),
+        })
+    }
+
+    /// The protobuf base-128 varint length prefix (Netty's `ProtobufVarint32FrameDecoder`).
+    #[staticmethod]
+    #[pyo3(signature = (max_body=DEFAULT_MAX_BODY), text_signature = "(max_body=8388608)")]
+    fn varint(max_body: u64) -> Self {
+        PacketFormat {
+            format: Arc::new(Format::varint(max_body)),
+        }
+    }
+
+    /// The header names, in wire order.
+    #[getter]
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.format.fields.iter().map(|f| &*f.name))
+    }
+
+    /// The header size in bytes; None for a varint prefix.
+    #[getter]
+    fn header_size(&self) -> Option<usize> {
+        self.format.fixed_header_size()
+    }
+
+    /// The largest body accepted, in bytes.
+    #[getter]
+    fn max_body(&self) -> u64 {
+        self.format.max_body()
+    }
+
+    #[pyo3(signature = (body, msg_id=0, **fields))]
+    fn pack<'py>(
+        &self,
+        py: Python<'py>,
+        body: &Bound<'py, PyAny>,
+        msg_id: i64,
+        fields: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        PACK_SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            self.pack_one(out, body, msg_id, fields)?;
+            Ok(PyBytes::new(py, out))
+        })
+    }
+
+    #[pyo3(signature = (items, msg_id=0, **fields))]
+    fn pack_many<'py>(
+        &self,
+        py: Python<'py>,
+        items: &Bound<'py, PyAny>,
+        msg_id: i64,
+        fields: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, &self.pack_all(items, msg_id, fields)?))
+    }
+
+    /// Decodes exactly one whole frame.
+    fn unpack<'py>(
+        &self,
+        py: Python<'py>,
+        frame: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Packet>> {
+        let data = BytesArg::extract(frame)?;
+        let bytes = data.as_slice();
+        match self.format.check(bytes) {
+            Check::Frame { len, body_start } if len == bytes.len() => {
+                Packet::from_frame(py, &self.format, bytes, body_start)
+            }
+            Check::Frame { len, .. } => Err(Error::Protocol(format!(
+                "unpack() takes one frame: {len} bytes of frame, then {} more",
+                bytes.len() - len
+            ))
+            .into()),
+            Check::Incomplete { need, whole } => Err(Error::IncompleteFrame {
+                partial: bytes.to_vec(),
+                expected: whole.then_some(need as u64),
+            }
+            .into()),
+            Check::Bad { error, .. } => Err(error.into()),
+        }
+    }
+
+    /// A new stream decoder for this format.
+    fn decoder(&self) -> Decoder {
+        Decoder {
+            inner: CoreDecoder::new(self.format.clone()),
+        }
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<PacketFormat>()
+            .is_ok_and(|o| *o.get().format == *self.format)
+    }
+
+    fn __repr__(&self) -> String {
+        let f = &self.format;
+        match &f.spec {
+            Spec::Struct {
+                header,
+                length_includes_header,
+                max_body,
+            } => {
+                let names: Vec<String> = f.fields.iter().map(|f| format!("'{}'", f.name)).collect();
+                let comma = if names.len() == 1 { "," } else { "" };
+                format!(
+                    "PacketFormat('{header}', ({}{comma}), length_includes_header={}, max_body={max_body})",
+                    names.join(", "),
+                    if *length_includes_header { "True" } else { "False" }
+                )
+            }
+            Spec::Netty {
+                offset,
+                length,
+                adjustment,
+                strip,
+                max_frame,
+                order,
+            } => format!(
+                "PacketFormat.length_field(offset={offset}, length={length}, adjustment={adjustment}, \
+                 strip={strip}, max_frame={max_frame}, byteorder='{}')",
+                if *order == Order::Big { "big" } else { "little" }
+            ),
+            Spec::Varint { max_body } => format!("PacketFormat.varint(max_body={max_body})"),
+        }
+    }
+}
+
+/// Splits a byte stream into packets, however it was chunked.
+#[pyclass(module = "sockwire", name = "Decoder")]
+pub struct Decoder {
+    pub(crate) inner: CoreDecoder,
+}
+
+/// Decodes `data` with `decoder`, appending packets to `out`. On a bad frame the error carries
+/// the packets decoded before it in this call as `.packets`.
+pub(crate) fn feed_into<'py>(
+    py: Python<'py>,
+    decoder: &mut CoreDecoder,
+    data: &[u8],
+    out: &mut impl FnMut(Bound<'py, Packet>) -> PyResult<()>,
+) -> PyResult<()> {
+    let format = decoder.format().clone();
+    decoder.feed(data, |frame, start| {
+        out(Packet::from_frame(py, &format, frame, start)?)
+    })
+}
+
+#[pymethods]
+impl Decoder {
+    /// Decodes the packets `data` completes. `feed(b"")` decodes what is already buffered.
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let data = BytesArg::extract(data)?;
+        let packets = PyList::empty(py);
+        let result = feed_into(py, &mut self.inner, data.as_slice(), &mut |p| {
+            packets.append(p)
+        });
+        match result {
+            Ok(()) => Ok(packets),
+            Err(err) => {
+                set_attrs(py, &err, &[("packets", packets.into_any())]);
+                Err(err)
+            }
+        }
+    }
+
+    /// Bytes buffered and not yet decoded.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.inner.pending()
+    }
+
+    /// The decoder's format.
+    #[getter]
+    fn format(&self) -> PacketFormat {
+        PacketFormat {
+            format: self.inner.format().clone(),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Decoder pending={}>", self.inner.pending())
+    }
+}

@@ -1,0 +1,368 @@
+"""PacketFormat, Packet and Decoder: framing a byte stream, with Netty's vectors."""
+
+import itertools
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sockwire as sw
+
+GAME = sw.PacketFormat("!IHB", ("length", "msg_id", "flags"))
+HELLO = b"HELLO, WORLD"
+CA = b"\xca"
+
+
+# --- PacketFormat from a struct header -------------------------------------------------------
+
+
+def test_default_format_is_a_big_endian_u32_length():
+    fmt = sw.PacketFormat()
+    assert fmt.fields == ("length",)
+    assert fmt.header_size == 4
+    assert fmt.max_body == 8 << 20
+    assert fmt.pack(b"abc") == b"\x00\x00\x00\x03abc"
+
+
+def test_pack_matches_struct():
+    frame = GAME.pack(b"hello", msg_id=1001, flags=3)
+    assert frame == struct.pack("!IHB", 5, 1001, 3) + b"hello"
+    assert GAME.header_size == struct.calcsize("!IHB")
+
+
+@pytest.mark.parametrize(
+    ("header", "names"),
+    [
+        ("!IH", ("length", "msg_id")),
+        (">IH", ("length", "msg_id")),
+        ("<IH", ("length", "msg_id")),
+        ("=IH", ("length", "msg_id")),
+        ("@IH", ("length", "msg_id")),
+        ("IH", ("length", "msg_id")),  # no prefix: native order and alignment, as struct
+        ("!QH", ("length", "msg_id")),
+        ("<qh", ("length", "msg_id")),
+        ("!HI", ("msg_id", "length")),
+        ("@BI", ("msg_id", "length")),  # the int is aligned to 4 bytes
+        ("!BxxI", ("msg_id", "length")),
+        ("!LH", ("length", "msg_id")),
+    ],
+)
+def test_header_layout_matches_struct(header, names):
+    fmt = sw.PacketFormat(header, names)
+    assert fmt.header_size == struct.calcsize(header)
+    values = {"length": 3, "msg_id": 7}
+    expected = struct.pack(header, *(values[n] for n in names)) + b"abc"
+    assert fmt.pack(b"abc", msg_id=7) == expected
+    assert fmt.unpack(expected) == sw.Packet(b"abc", msg_id=7)
+
+
+def test_length_includes_header():
+    fmt = sw.PacketFormat("!HH", ("length", "msg_id"), length_includes_header=True)
+    assert fmt.pack(b"xy", msg_id=9) == struct.pack("!HH", 6, 9) + b"xy"
+    assert fmt.unpack(struct.pack("!HH", 6, 9) + b"xy").body == b"xy"
+    with pytest.raises(sw.ProtocolError):
+        fmt.unpack(struct.pack("!HH", 3, 9))  # shorter than the header it includes
+
+
+def test_user_fields_and_fixed_bytes():
+    fmt = sw.PacketFormat("!2sIHQ", ("magic", "length", "msg_id", "session"))
+    frame = fmt.pack(b"body", msg_id=5, magic=b"\xca\xfe", session=2**63 + 5)
+    assert frame == struct.pack("!2sIHQ", b"\xca\xfe", 4, 5, 2**63 + 5) + b"body"
+    pkt = fmt.unpack(frame)
+    assert pkt.header == {"magic": b"\xca\xfe", "session": 2**63 + 5}
+    assert pkt == sw.Packet(b"body", msg_id=5, magic=b"\xca\xfe", session=2**63 + 5)
+
+
+def test_expect_checks_constants_and_fills_them_in():
+    fmt = sw.PacketFormat("!2sIH", ("magic", "length", "msg_id"), expect={"magic": b"\xca\xfe"})
+    frame = fmt.pack(b"x", msg_id=1)
+    assert frame[:2] == b"\xca\xfe"
+    assert fmt.unpack(frame).header == {"magic": b"\xca\xfe"}
+    with pytest.raises(sw.ProtocolError, match="magic"):
+        fmt.unpack(b"\xde\xad" + frame[2:])
+    dec = fmt.decoder()
+    with pytest.raises(sw.ProtocolError, match="magic"):
+        dec.feed(b"\xde\xad\x00\x00\x00\x01")  # fails before the body arrives
+    # the bad header (up to its length field) is skipped; the next frame decodes
+    assert dec.feed(frame) == [sw.Packet(b"x", msg_id=1, magic=b"\xca\xfe")]
+
+
+def test_signed_length_rejects_negatives():
+    fmt = sw.PacketFormat("!i")
+    with pytest.raises(sw.ProtocolError, match="negative"):
+        fmt.unpack(struct.pack("!i", -1))
+    with pytest.raises(sw.ProtocolError):
+        fmt.decoder().feed(struct.pack("!i", -5) + b"xxxxx")
+
+
+@pytest.mark.parametrize(
+    ("header", "fields", "error"),
+    [
+        ("!IH", ("length",), ValueError),  # names and codes differ in number
+        ("!H", ("msg_id",), ValueError),  # no length field
+        ("!If", ("length", "x"), ValueError),  # float code not supported
+        ("!2sH", ("length", "msg_id"), ValueError),  # length must be an integer
+        ("!IH", ("length", "length"), ValueError),
+    ],
+)
+def test_invalid_formats(header, fields, error):
+    with pytest.raises(error):
+        sw.PacketFormat(header, fields)
+
+
+def test_pack_rejects_bad_values():
+    with pytest.raises(ValueError, match="0 <= value <= 65535"):
+        GAME.pack(b"", msg_id=70000)
+    with pytest.raises(TypeError, match="length"):
+        GAME.pack(b"", length=3)
+    with pytest.raises(TypeError, match="unexpected header field"):
+        GAME.pack(b"", bogus=1)
+    with pytest.raises(TypeError):
+        GAME.pack("text")
+    with pytest.raises(ValueError, match="no msg_id"):
+        sw.PacketFormat().pack(b"", msg_id=3)
+    with pytest.raises(sw.FrameTooLarge):
+        sw.PacketFormat(max_body=4).pack(b"12345")
+    with pytest.raises(ValueError, match="cannot hold"):
+        sw.PacketFormat("!B", max_body=1000).pack(b"x" * 300)
+
+
+def test_pack_accepts_bytes_like():
+    assert GAME.pack(bytearray(b"ab")) == GAME.pack(memoryview(b"ab")) == GAME.pack(b"ab")
+
+
+def test_unpack_wants_exactly_one_frame():
+    frame = GAME.pack(b"abc", msg_id=1)
+    with pytest.raises(sw.IncompleteFrame) as info:
+        GAME.unpack(frame[:-1])
+    assert info.value.partial == frame[:-1]
+    assert info.value.expected == len(frame)
+    with pytest.raises(sw.ProtocolError, match="one frame"):
+        GAME.unpack(frame + frame)
+
+
+def test_repr_and_equality():
+    assert repr(GAME) == (
+        "PacketFormat('!IHB', ('length', 'msg_id', 'flags'), "
+        "length_includes_header=False, max_body=8388608)"
+    )
+    assert GAME == sw.PacketFormat("!IHB", ("length", "msg_id", "flags"))
+    assert GAME != sw.PacketFormat("!IHB", ("length", "msg_id", "flags"), max_body=5)
+
+
+# --- Packet ----------------------------------------------------------------------------------
+
+
+def test_packet_fields_equality_and_repr():
+    p = sw.Packet(b"hi", msg_id=3, flags=1, room=7)
+    assert (p.body, p.msg_id, p.flags, p.header) == (b"hi", 3, 1, {"room": 7})
+    assert p == sw.Packet(bytearray(b"hi"), 3, 1, room=7)
+    assert p != sw.Packet(b"hi", 3, 1, room=8)
+    assert p != sw.Packet(b"hi", 3, 1)
+    assert hash(p) == hash(sw.Packet(b"hi", 3, 1, room=7))
+    assert len(p) == 2
+    assert repr(p) == "Packet(b'hi', msg_id=3, flags=1, room=7)"
+    long = repr(sw.Packet(b"x" * 1000))
+    assert "(1000 bytes)" in long and len(long) < 120
+
+
+# --- Netty LengthFieldBasedFrameDecoder ----------------------------------------------------
+
+# The seven examples of the LengthFieldBasedFrameDecoder javadoc: (offset, length, adjustment,
+# strip, bytes before decode, bytes after decode, what pack() takes and its header fields).
+NETTY_EXAMPLES = [
+    (0, 2, 0, 0, b"\x00\x0c" + HELLO, b"\x00\x0c" + HELLO, HELLO, {}),
+    (0, 2, 0, 2, b"\x00\x0c" + HELLO, HELLO, HELLO, {}),
+    (0, 2, -2, 0, b"\x00\x0e" + HELLO, b"\x00\x0e" + HELLO, HELLO, {}),
+    (
+        2, 3, 0, 0,
+        b"\xca\xfe\x00\x00\x0c" + HELLO,
+        b"\xca\xfe\x00\x00\x0c" + HELLO,
+        HELLO,
+        {"prefix": b"\xca\xfe"},
+    ),
+    (
+        0, 3, 2, 0,
+        b"\x00\x00\x0c\xca\xfe" + HELLO,
+        b"\x00\x00\x0c\xca\xfe" + HELLO,
+        b"\xca\xfe" + HELLO,
+        {},
+    ),
+    (1, 2, 1, 3, b"\xca\x00\x0c\xfe" + HELLO, b"\xfe" + HELLO, b"\xfe" + HELLO, {"prefix": CA}),
+    (1, 2, -3, 3, b"\xca\x00\x10\xfe" + HELLO, b"\xfe" + HELLO, b"\xfe" + HELLO, {"prefix": CA}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("example", NETTY_EXAMPLES, ids=[f"javadoc{i + 1}" for i in range(7)])
+def test_netty_javadoc_examples(example):
+    offset, length, adjustment, strip, before, after, content, fields = example
+    fmt = sw.PacketFormat.length_field(offset, length, adjustment, strip)
+    # decode, whole and byte by byte
+    assert fmt.unpack(before).body == after
+    dec = fmt.decoder()
+    got = [p for i in range(len(before)) for p in dec.feed(before[i : i + 1])]
+    assert [p.body for p in got] == [after]
+    assert got[0].header == fields
+    # encode: Netty's LengthFieldPrepender convention (what follows the length field)
+    assert fmt.pack(content, **fields) == before
+
+
+def test_netty_widths_and_byte_order():
+    for width in (1, 2, 3, 4, 8):
+        fmt = sw.PacketFormat.length_field(0, width, 0, width, byteorder="little")
+        frame = fmt.pack(b"abc")
+        assert frame[:width] == (3).to_bytes(width, "little")
+        assert fmt.unpack(frame).body == b"abc"
+    with pytest.raises(ValueError):
+        sw.PacketFormat.length_field(0, 5)
+    with pytest.raises(ValueError):
+        sw.PacketFormat.length_field(0, 2, byteorder="middle")
+
+
+def netty_too_long_stream():
+    return struct.pack("!I", 32) + bytes(range(32)) + struct.pack("!I", 1) + b"a"
+
+
+def test_netty_discard_too_long_frame_1():
+    """LengthFieldBasedFrameDecoderTest.testDiscardTooLongFrame1"""
+    dec = sw.PacketFormat.length_field(0, 4, max_frame=16).decoder()
+    with pytest.raises(sw.FrameTooLarge) as info:
+        dec.feed(netty_too_long_stream())
+    assert info.value.packets == []
+    assert info.value.length == 36 and info.value.limit == 16
+    assert [p.body for p in dec.feed(b"")] == [b"\x00\x00\x00\x01a"]
+    assert dec.feed(b"") == []
+
+
+def test_netty_discard_too_long_frame_2():
+    """LengthFieldBasedFrameDecoderTest.testDiscardTooLongFrame2"""
+    dec = sw.PacketFormat.length_field(0, 4, max_frame=16).decoder()
+    stream = netty_too_long_stream()
+    with pytest.raises(sw.FrameTooLarge):
+        dec.feed(stream[:14])
+    assert [p.body for p in dec.feed(stream[14:])] == [b"\x00\x00\x00\x01a"]
+    assert dec.feed(b"") == []
+
+
+def test_netty_fail_fast_too_long_frame_recovery():
+    """LengthFieldBasedFrameDecoderTest.testFailFastTooLongFrameRecovery"""
+    dec = sw.PacketFormat.length_field(0, 4, 0, 4, max_frame=5).decoder()
+    for _ in range(2):
+        with pytest.raises(sw.FrameTooLarge):
+            dec.feed(b"\x00\x00\x00\x02")  # raised as soon as the length is read
+        assert [p.body for p in dec.feed(b"\x00\x00\x00\x00\x00\x01A")] == [b"A"]
+
+
+def test_netty_corrupt_lengths():
+    fmt = sw.PacketFormat.length_field(0, 8, 0, 8)
+    with pytest.raises(sw.ProtocolError, match="negative"):
+        fmt.unpack(struct.pack("!q", -1))
+    fmt = sw.PacketFormat.length_field(0, 2, -5, 0)
+    with pytest.raises(sw.ProtocolError, match="lengthFieldEndOffset"):
+        fmt.unpack(b"\x00\x01x")
+    fmt = sw.PacketFormat.length_field(0, 2, 0, 10)
+    with pytest.raises(sw.ProtocolError, match="initialBytesToStrip"):
+        fmt.unpack(b"\x00\x01x")
+
+
+# --- varint -----------------------------------------------------------------------------------
+
+
+def py_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16383, 16384, 100_000])
+def test_varint_matches_protobuf_encoding(size):
+    fmt = sw.PacketFormat.varint()
+    body = bytes(size)
+    frame = fmt.pack(body)
+    assert frame == py_varint(size) + body
+    assert fmt.unpack(frame).body == body
+    assert fmt.header_size is None
+
+
+def test_varint_errors():
+    fmt = sw.PacketFormat.varint(max_body=10)
+    with pytest.raises(sw.FrameTooLarge):
+        fmt.decoder().feed(py_varint(11))
+    with pytest.raises(sw.ProtocolError, match="malformed varint"):
+        fmt.decoder().feed(b"\xff" * 5)
+    with pytest.raises(sw.ProtocolError, match="negative length"):
+        fmt.decoder().feed(b"\xff\xff\xff\xff\x0f")
+
+
+# --- Decoder ----------------------------------------------------------------------------------
+
+
+def test_decoder_buffers_partial_frames():
+    dec = GAME.decoder()
+    frame = GAME.pack(b"abcdef", msg_id=2)
+    assert dec.feed(frame[:3]) == [] and dec.pending == 3
+    assert dec.feed(frame[3:9]) == [] and dec.pending == 9
+    assert dec.feed(frame[9:] + frame[:1]) == [sw.Packet(b"abcdef", 2)]
+    assert dec.pending == 1
+    assert dec.format == GAME
+
+
+def test_decoder_error_keeps_earlier_and_later_packets():
+    fmt = sw.PacketFormat("!I", max_body=8)
+    dec = fmt.decoder()
+    stream = fmt.pack(b"one") + struct.pack("!I", 100) + bytes(100) + fmt.pack(b"two")
+    with pytest.raises(sw.FrameTooLarge) as info:
+        dec.feed(stream)
+    assert info.value.packets == [sw.Packet(b"one")]
+    assert dec.feed(b"") == [sw.Packet(b"two")]
+
+
+@st.composite
+def stream_and_cuts(draw):
+    bodies = draw(st.lists(st.binary(max_size=300), max_size=30))
+    msg_ids = draw(st.lists(st.integers(0, 65535), min_size=len(bodies), max_size=len(bodies)))
+    stream = b"".join(GAME.pack(b, msg_id=m) for b, m in zip(bodies, msg_ids, strict=True))
+    cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=40)))
+    return bodies, msg_ids, stream, cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream_and_cuts(), st.booleans())
+def test_any_chunking_gives_the_same_packets(case, one_byte_chunks):
+    bodies, msg_ids, stream, cuts = case
+    if one_byte_chunks:
+        chunks = [stream[i : i + 1] for i in range(len(stream))]
+    else:
+        points = [0, *cuts, len(stream)]
+        chunks = [stream[a:b] for a, b in itertools.pairwise(points)]
+    dec = GAME.decoder()
+    got = []
+    for chunk in chunks:
+        got += dec.feed(chunk)
+        assert dec.pending <= GAME.header_size + GAME.max_body
+    assert [(p.body, p.msg_id) for p in got] == list(zip(bodies, msg_ids, strict=True))
+    assert dec.pending == 0
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=20))
+def test_garbage_raises_only_sockwire_errors(chunks):
+    formats = [
+        sw.PacketFormat("!IHB", ("length", "msg_id", "flags"), max_body=100),
+        sw.PacketFormat("<h", length_includes_header=True, max_body=100),
+        sw.PacketFormat.length_field(1, 2, -3, 3, max_frame=60),
+        sw.PacketFormat.varint(max_body=100),
+    ]
+    for fmt in formats:
+        dec = fmt.decoder()
+        for chunk in chunks:
+            try:
+                dec.feed(chunk)
+            except sw.ProtocolError:
+                pass
+            bound = (fmt.header_size or 5) + fmt.max_body
+            assert dec.pending <= bound + len(chunk)
