@@ -126,6 +126,11 @@ pub struct Format {
     pub spec: Spec,
     /// Names of user fields, in `Role::User` order.
     pub user_names: Arc<[Box<str>]>,
+    /// Indexes of the `msg_id` and `flags` fields, read for every frame.
+    msg_id_field: Option<usize>,
+    flags_field: Option<usize>,
+    /// Whether any field has an `expect` constant (most formats have none).
+    has_expect: bool,
 }
 
 /// What [`Format::check`] found at the start of a buffer.
@@ -368,6 +373,9 @@ impl Format {
             framing: Framing::Varint { max_body },
             spec: Spec::Varint { max_body },
             user_names: Arc::from(Vec::new()),
+            msg_id_field: None,
+            flags_field: None,
+            has_expect: false,
         }
     }
 
@@ -413,6 +421,9 @@ impl Format {
             fields[i].expect = Some(coerce(&fields[i], value.clone())?);
         }
         Ok(Format {
+            has_expect: fields.iter().any(|f| f.expect.is_some()),
+            msg_id_field: roles.iter().position(|r| *r == Role::MsgId),
+            flags_field: roles.iter().position(|r| *r == Role::Flags),
             fields,
             roles,
             header_size,
@@ -466,32 +477,49 @@ impl Format {
         }
     }
 
-    fn read(&self, code: Code, bytes: &[u8]) -> Value {
-        let mut buf = [0u8; 8];
-        let n = bytes.len();
-        match self.order {
-            Order::Big => buf[8 - n..].copy_from_slice(bytes),
-            Order::Little => buf[..n].copy_from_slice(bytes),
-        }
-        let raw = match self.order {
-            Order::Big => u64::from_be_bytes(buf),
-            Order::Little => u64::from_le_bytes(buf),
-        };
-        match code {
-            Code::UInt(_) => Value::UInt(raw),
-            Code::Int(w) => {
-                let shift = 64 - 8 * w as u32;
-                Value::Int(((raw << shift) as i64) >> shift)
+    /// The bits of an integer field, zero-extended.
+    #[inline(always)]
+    fn read_bits(&self, bytes: &[u8]) -> u64 {
+        let big = self.order == Order::Big;
+        match *bytes {
+            [a] => u64::from(a),
+            [a, b] if big => u64::from(u16::from_be_bytes([a, b])),
+            [a, b] => u64::from(u16::from_le_bytes([a, b])),
+            [a, b, c, d] if big => u64::from(u32::from_be_bytes([a, b, c, d])),
+            [a, b, c, d] => u64::from(u32::from_le_bytes([a, b, c, d])),
+            [a, b, c, d, e, f, g, h] if big => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+            [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+            _ => {
+                // 3-byte lengths (Netty's "medium")
+                let fold = |acc: u64, b: &u8| acc << 8 | u64::from(*b);
+                if big {
+                    bytes.iter().fold(0, fold)
+                } else {
+                    bytes.iter().rev().fold(0, fold)
+                }
             }
-            Code::Bytes(_) => Value::Bytes(bytes.into()),
         }
     }
 
-    fn field_value(&self, field: &Field, header: &[u8]) -> Value {
-        self.read(
-            field.code,
-            &header[field.offset..field.offset + field.code.size()],
-        )
+    /// An integer field's value, sign-extended for signed codes.
+    #[inline(always)]
+    fn int_at(&self, field: &Field, frame: &[u8]) -> i128 {
+        let bits = self.read_bits(&frame[field.offset..field.offset + field.code.size()]);
+        match field.code {
+            Code::Int(w) => {
+                let shift = 64 - 8 * w as u32;
+                i128::from(((bits << shift) as i64) >> shift)
+            }
+            _ => i128::from(bits),
+        }
+    }
+
+    fn field_value(&self, field: &Field, frame: &[u8]) -> Value {
+        match field.code {
+            Code::Bytes(n) => Value::Bytes(frame[field.offset..field.offset + n].into()),
+            Code::UInt(_) => Value::UInt(self.int_at(field, frame) as u64),
+            Code::Int(_) => Value::Int(self.int_at(field, frame) as i64),
+        }
     }
 
     /// Decides what the bytes at the start of `buf` are (see [`Check`]).
@@ -521,11 +549,7 @@ impl Format {
                         skip: end as u64,
                     };
                 }
-                let value: i128 = match self.field_value(lf, buf) {
-                    Value::UInt(v) => v as i128,
-                    Value::Int(v) => v as i128,
-                    Value::Bytes(_) => unreachable!("length fields are integers"),
-                };
+                let value = self.int_at(lf, buf);
                 if value < 0 {
                     return Check::Bad {
                         error: protocol(format!("negative length field: {value}")),
@@ -581,7 +605,11 @@ impl Format {
     }
 
     /// Checks the `expect` constants among the fields `which` selects whose bytes are there.
+    #[inline]
     fn expect_mismatch(&self, buf: &[u8], which: impl Fn(&Field) -> bool) -> Option<Error> {
+        if !self.has_expect {
+            return None;
+        }
         self.fields.iter().filter(|f| which(f)).find_map(|f| {
             let want = f.expect.as_ref()?;
             if buf.len() < f.offset + f.code.size() {
@@ -635,18 +663,24 @@ impl Format {
     }
 
     /// The header values of a whole frame that [`Format::check`] accepted.
+    #[inline]
     pub fn header(&self, frame: &[u8]) -> Header {
-        let mut header = Header::default();
-        for (field, role) in self.fields.iter().zip(&self.roles) {
-            let value = self.field_value(field, frame);
-            match role {
-                Role::Length => {}
-                Role::MsgId => header.msg_id = as_i64(&value),
-                Role::Flags => header.flags = as_i64(&value),
-                Role::User(_) => header.values.push(value),
-            }
+        // msg_id and flags above i64::MAX keep their bits; no protocol here uses them.
+        let int = |i: Option<usize>| i.map_or(0, |i| self.int_at(&self.fields[i], frame) as i64);
+        Header {
+            msg_id: int(self.msg_id_field),
+            flags: int(self.flags_field),
+            values: if self.user_names.is_empty() {
+                Vec::new()
+            } else {
+                self.fields
+                    .iter()
+                    .zip(&self.roles)
+                    .filter(|(_, r)| matches!(r, Role::User(_)))
+                    .map(|(f, _)| self.field_value(f, frame))
+                    .collect()
+            },
         }
-        header
     }
 
     /// Appends one frame carrying `body` to `out`. `values` gives user fields by
@@ -729,15 +763,6 @@ impl Format {
             Order::Big => dst.copy_from_slice(&raw.to_be_bytes()[8 - n..]),
             Order::Little => dst.copy_from_slice(&raw.to_le_bytes()[..n]),
         }
-    }
-}
-
-fn as_i64(value: &Value) -> i64 {
-    match value {
-        Value::Int(v) => *v,
-        // msg_id and flags above i64::MAX keep their bits; no protocol here uses them.
-        Value::UInt(v) => *v as i64,
-        Value::Bytes(_) => 0,
     }
 }
 

@@ -13,6 +13,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 EXPECT = {
     "seed_walkthrough.py": ["registry: 3 of 4 clients", "turned away:", "closing everything: 0"],
     "sticky_packets.py": ["client: 10 writes, 5000 bytes", "the write boundaries are gone"],
+    "framed_echo.py": ["reply msg_id=1001 b'ALICE:SECRET'", "20 replies in order", "server done"],
 }
 
 
@@ -37,7 +38,13 @@ def test_example_runs(path):
 def test_demo():
     proc = run("-m", "sockwire", "demo")
     assert proc.returncode == 0, proc.stderr
-    for text in ["[1] Socket options", "ServerFull:", "10 sends arrived as", "done."]:
+    for text in [
+        "[1] Socket options",
+        "ServerFull:",
+        "10 sends arrived as",
+        "split them into 10 packets",
+        "done.",
+    ]:
         assert text in proc.stdout, proc.stdout
 
 
@@ -53,8 +60,12 @@ def test_no_command_prints_help_and_fails():
     assert "demo" in proc.stdout
 
 
-def test_socket_benchmark_smoke():
-    """The benchmark runs end to end (figures are not asserted: timing stays out of tests)."""
-    proc = run(str(ROOT / "bench" / "bench_socket.py"), "--quick")
+@pytest.mark.parametrize(
+    ("script", "marker"),
+    [("bench_socket.py", "ratio sockwire/stdlib"), ("bench_packets.py", "(c) request/response")],
+)
+def test_benchmark_smoke(script, marker):
+    """Each benchmark runs end to end (figures are not asserted: timing stays out of tests)."""
+    proc = run(str(ROOT / "bench" / script), "--quick")
     assert proc.returncode == 0, proc.stderr
-    assert "ratio sockwire/stdlib" in proc.stdout
+    assert marker in proc.stdout

@@ -90,10 +90,34 @@ def sticky_packets() -> None:
         conn.close()
 
 
+def framing() -> None:
+    _step(8, "framing: the same 10 messages with a '!IHB' header (length, msg_id, flags)")
+    fmt = sw.PacketFormat("!IHB", ("length", "msg_id", "flags"))
+    with sw.server_listener(("127.0.0.1", 0), 1) as listener:
+        client = sw.connect(listener.getsockname(), fmt, timeout=5)
+        server = sw.Connection(sw.accept_client_connect(listener), fmt)
+        client.send_many([bytes([65 + i]) * 500 for i in range(10)], msg_id=7)
+        client.shutdown_write()
+        raw = b""
+        while chunk := server.socket.recv(65536):  # look at the raw stream first...
+            raw += chunk
+        print(f"    the server read {len(raw)} bytes: 10 headers and bodies run together")
+        packets = fmt.decoder().feed(raw)  # ...then split it with the format's decoder
+        print(f"    Decoder.feed() split them into {len(packets)} packets:")
+        for p in packets[:3]:
+            print(
+                f"      msg_id={p.msg_id} flags={p.flags} body={p.body[:8]!r}... ({len(p)} bytes)"
+            )
+        print("      ...")
+        client.close()
+        server.close()
+
+
 def main() -> int:
     print(f"sockwire {sw.__version__} demo: the seed recipe on loopback")
     socket_options()
     registry_walkthrough()
     sticky_packets()
+    framing()
     print("\ndone.")
     return 0
