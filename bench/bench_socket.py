@@ -26,32 +26,30 @@ MSG = b"x" * 64
 CHUNK = b"\0" * (1 << 20)
 
 
-def _echo_peer(impl: str, port_q, count: int) -> None:
-    cls = IMPLS[impl]
-    with cls(socket.AF_INET, socket.SOCK_STREAM) as srv:
+def _accept_one(impl: str, port_q):
+    """Listens on a free port, reports it, and returns the one connection that comes."""
+    with IMPLS[impl](socket.AF_INET, socket.SOCK_STREAM) as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
         port_q.put(srv.getsockname()[1])
         conn, _ = srv.accept()
-        with conn:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for _ in range(count):
-                data = conn.recv(64)
-                while len(data) < 64:
-                    data += conn.recv(64 - len(data))
-                conn.sendall(data)
+        return conn
+
+
+def _echo_peer(impl: str, port_q, count: int) -> None:
+    with _accept_one(impl, port_q) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            data = conn.recv(64)
+            while len(data) < 64:
+                data += conn.recv(64 - len(data))
+            conn.sendall(data)
 
 
 def _bulk_sender(impl: str, port_q, total: int) -> None:
-    cls = IMPLS[impl]
-    with cls(socket.AF_INET, socket.SOCK_STREAM) as srv:
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(1)
-        port_q.put(srv.getsockname()[1])
-        conn, _ = srv.accept()
-        with conn:
-            for _ in range(total // len(CHUNK)):
-                conn.sendall(CHUNK)
+    with _accept_one(impl, port_q) as conn:
+        for _ in range(total // len(CHUNK)):
+            conn.sendall(CHUNK)
 
 
 def _start(target, impl: str, arg: int):
