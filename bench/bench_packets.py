@@ -22,6 +22,8 @@ import struct
 import threading
 import time
 
+from bench_socket import pin
+
 import sockwire
 
 HDR = struct.Struct("!IH")
@@ -158,6 +160,7 @@ def _echo(conn: socket.socket) -> None:
 
 def _echo_server(port_q) -> None:
     """Echoes raw bytes back (which echoes frames too), one thread per connection."""
+    pin(1)
     with socket.create_server(("127.0.0.1", 0)) as srv:
         port_q.put(srv.getsockname()[1])
         while True:
@@ -215,6 +218,7 @@ def bench_request(count: int, rounds: int) -> None:
 
 
 def main() -> None:
+    pin(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
     args = ap.parse_args()
