@@ -105,7 +105,8 @@ impl Sock {
             fd: AtomicI32::new(fd),
             timeout_ns: AtomicI64::new(-1),
             family,
-            ty,
+            // The creation flags are not part of the type, as in CPython's `socket.type`.
+            ty: ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC),
             proto,
             membership: Mutex::new(None),
         }
@@ -255,11 +256,15 @@ impl Sock {
 
     /// Sends all of `buf`, resuming at `*sent` and advancing it, so that a call interrupted by
     /// a signal can be resumed without resending anything. One deadline covers the whole call.
+    /// Like CPython, it makes at least one `send` call, so an empty `sendall` on a closed or
+    /// unconnected socket fails as the stdlib's does.
     pub fn sendall(&self, buf: &[u8], flags: i32, wait: Wait, sent: &mut usize) -> Result<()> {
-        while *sent < buf.len() {
+        loop {
             *sent += self.send(&buf[*sent..], flags, wait)?;
+            if *sent >= buf.len() {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// `shutdown(how)` with the raw value, so an invalid `how` is the kernel's `EINVAL`.

@@ -107,50 +107,50 @@ class Socket:
     def gettimeout(self) -> float | None:
         """The timeout in seconds, ``0.0`` when non-blocking, ``None`` when blocking."""
 
-    def settimeout(self, value: float | None) -> None:
+    def settimeout(self, value: float | None, /) -> None:
         """``None``: block; ``0``: non-blocking; seconds: raise ``TimeoutError`` after that long.
 
         Raises ``TypeError`` for non-numbers and ``ValueError`` for negative values or NaN."""
 
-    def setblocking(self, flag: bool) -> None:
+    def setblocking(self, flag: int, /) -> None:
         """``setblocking(True)`` is ``settimeout(None)``; ``setblocking(False)`` is
         ``settimeout(0.0)``."""
 
     def getblocking(self) -> bool:
         """False only in non-blocking mode (a timeout counts as blocking, as in the stdlib)."""
 
-    def bind(self, address: _AddressArg) -> None:
+    def bind(self, address: _AddressArg, /) -> None:
         """Bind to ``(host, port)`` (IPv6: ``(host, port, flowinfo, scope_id)``); ``""`` is every
         interface. Ports outside 0-65535 raise ``OverflowError``."""
 
-    def listen(self, backlog: int | None = None) -> None:
+    def listen(self, backlog: int | None = None, /) -> None:
         """Start listening; the default backlog is ``min(SOMAXCONN, 128)`` as in the stdlib."""
 
     def accept(self) -> tuple[Socket, _Address]:
         """Wait for a connection and return ``(Socket, address)``. The new socket is blocking
         unless ``socket.setdefaulttimeout`` set a default."""
 
-    def connect(self, address: _AddressArg) -> None:
+    def connect(self, address: _AddressArg, /) -> None:
         """Connect to ``address``, waiting at most the socket's timeout."""
 
-    def connect_ex(self, address: _AddressArg) -> int:
+    def connect_ex(self, address: _AddressArg, /) -> int:
         """Like ``connect`` but return the errno (0 on success) instead of raising; a timeout
         returns ``EWOULDBLOCK``."""
 
-    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+    def send(self, data: ReadableBuffer, flags: int = 0, /) -> int:
         """Send what the kernel takes now; return the number of bytes sent."""
 
-    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
+    def sendall(self, data: ReadableBuffer, flags: int = 0, /) -> None:
         """Send all of ``data``. With a timeout, it bounds the whole call."""
 
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
         """Receive at most ``bufsize`` bytes; ``b""`` means the peer closed its side."""
 
     def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into a writable buffer (``nbytes`` of 0 means its whole length); return the
         number of bytes received."""
 
-    def shutdown(self, how: int) -> None:
+    def shutdown(self, how: int, /) -> None:
         """Shut down one or both halves: ``SHUT_RD``, ``SHUT_WR`` (half-close) or ``SHUT_RDWR``."""
 
     def close(self) -> None:
@@ -172,11 +172,12 @@ class Socket:
         optname: int,
         value: int | ReadableBuffer | None,
         optlen: int | None = None,
+        /,
     ) -> None:
         """Set an option from an int, from raw bytes (e.g. ``struct.pack("ii", 1, 0)`` for
         ``SO_LINGER``), or from ``None`` with ``optlen``."""
 
-    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
+    def getsockopt(self, level: int, optname: int, buflen: int = 0, /) -> Any:
         """Read an option as an int, or with ``buflen`` (1-1024) as at most that many raw bytes."""
 
     def to_stdlib(self) -> socket.socket:

@@ -28,37 +28,44 @@ where
     }
 }
 
-/// `settimeout()`'s argument: `None`, or a non-negative int or float of seconds.
+/// `settimeout()`'s argument: `None`, or a non-negative int or float of seconds, checked in
+/// CPython's order and with its messages: NaN, then overflow of the nanosecond clock (either
+/// sign), then negative values.
 pub fn timeout_arg(value: &Bound<'_, PyAny>) -> PyResult<Timeout> {
     if value.is_none() {
         return Ok(Timeout::Blocking);
     }
-    let secs: f64 = if let Ok(f) = value.cast::<PyFloat>() {
-        f.value()
+    let nanos: i128 = if let Ok(f) = value.cast::<PyFloat>() {
+        let secs = f.value();
+        if secs.is_nan() {
+            return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
+        }
+        // Rounded away from zero, like CPython's _PyTime_ROUND_TIMEOUT: a tiny positive
+        // timeout stays a timeout rather than becoming non-blocking.
+        let ns = (secs * 1e9).abs().ceil().copysign(secs);
+        if !(i64::MIN as f64..-(i64::MIN as f64)).contains(&ns) {
+            return Err(PyOverflowError::new_err(
+                "timestamp out of range for platform time_t",
+            ));
+        }
+        ns as i128
     } else if value.is_instance_of::<PyInt>() {
-        let whole: i64 = value.extract().map_err(|_| {
-            PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t")
-        })?;
-        whole as f64
+        let too_large =
+            || PyOverflowError::new_err("timestamp too large to convert to C _PyTime_t");
+        let secs: i64 = value.extract().map_err(|_| too_large())?;
+        let ns = i128::from(secs) * 1_000_000_000;
+        if i64::try_from(ns).is_err() {
+            return Err(too_large());
+        }
+        ns
     } else {
         return Err(PyTypeError::new_err(format!(
             "'{}' object cannot be interpreted as an integer",
             type_name(value)
         )));
     };
-    if secs.is_nan() {
-        return Err(PyValueError::new_err("Invalid value NaN (not a number)"));
-    }
-    if secs < 0.0 {
+    if nanos < 0 {
         return Err(PyValueError::new_err("Timeout value out of range"));
-    }
-    // Rounded up to whole nanoseconds, like CPython's _PyTime_ROUND_TIMEOUT: a tiny positive
-    // timeout stays a timeout rather than becoming non-blocking.
-    let nanos = (secs * 1e9).ceil();
-    if nanos >= i64::MAX as f64 {
-        return Err(PyOverflowError::new_err(
-            "timestamp too large to convert to C _PyTime_t",
-        ));
     }
     Ok(match nanos as u64 {
         0 => Timeout::NonBlocking,
@@ -71,7 +78,9 @@ pub fn timeout_value(timeout: Timeout) -> Option<f64> {
     match timeout {
         Timeout::Blocking => None,
         Timeout::NonBlocking => Some(0.0),
-        Timeout::After(d) => Some(d.as_secs_f64()),
+        // nanoseconds / 1e9, as CPython's _PyTime_AsSecondsDouble: settimeout(1.14) reads back
+        // as 1.14, where secs + nanos / 1e9 would give 1.1400000000000001.
+        Timeout::After(d) => Some(d.as_nanos() as f64 / 1e9),
     }
 }
 
@@ -195,7 +204,7 @@ impl BytesArg<'_> {
         })?;
         if !buf.is_c_contiguous() {
             return Err(PyBufferError::new_err(
-                "underlying buffer is not C-contiguous",
+                "memoryview: underlying buffer is not C-contiguous",
             ));
         }
         Ok(BytesArg::Buffer(buf))
@@ -222,13 +231,9 @@ pub fn writable_buffer(obj: &Bound<'_, PyAny>, caller: &str) -> PyResult<PyUntyp
         ))
     };
     let buf = PyUntypedBuffer::get(obj).map_err(|_| error())?;
-    if buf.readonly() {
+    // As the stdlib's w* format: a read-only or non-contiguous buffer is the wrong type.
+    if buf.readonly() || !buf.is_c_contiguous() {
         return Err(error());
-    }
-    if !buf.is_c_contiguous() {
-        return Err(PyBufferError::new_err(
-            "underlying buffer is not C-contiguous",
-        ));
     }
     Ok(buf)
 }

@@ -2,7 +2,7 @@
 
 use std::mem::MaybeUninit;
 
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -155,7 +155,7 @@ impl Socket {
         proto: i32,
         fileno: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let sock = match fileno {
+        let (sock, ty) = match fileno {
             None => {
                 let family = if family == -1 { libc::AF_INET } else { family };
                 let ty = if r#type == -1 {
@@ -163,9 +163,8 @@ impl Socket {
                 } else {
                     r#type
                 };
-                let proto = proto.max(0);
                 check_family(family)?;
-                Sock::open(family, ty, proto)?
+                (Sock::open(family, ty, proto.max(0))?, ty)
             }
             Some(obj) => {
                 let fd: i32 = obj.extract()?;
@@ -178,18 +177,16 @@ impl Socket {
                 let proto = if proto == -1 { kproto } else { proto };
                 check_family(family)?;
                 // SAFETY: the caller hands the fd over, as with socket.socket(fileno=...).
-                let sock = unsafe { Sock::from_raw(fd, family, ty, proto) };
-                // A non-blocking fd is a socket in non-blocking mode, not a blocking socket
-                // that fails with EAGAIN.
-                // SAFETY: fcntl(F_GETFL) on an fd we now own.
-                let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-                if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
-                    sock.set_timeout(Timeout::NonBlocking)?;
-                    return Ok(Socket { sock });
-                }
-                sock
+                (unsafe { Sock::from_raw(fd, family, ty, proto) }, ty)
             }
         };
+        // As CPython's init_sockobject: SOCK_NONBLOCK in the type means non-blocking mode;
+        // otherwise the default timeout applies and, when that is None, the fd's own flags are
+        // left as they are (even a non-blocking fd then reports a timeout of None).
+        if ty & libc::SOCK_NONBLOCK != 0 {
+            sock.set_timeout(Timeout::NonBlocking)?;
+            return Ok(Socket { sock });
+        }
         Socket::adopt(py, sock)
     }
 
@@ -222,12 +219,15 @@ impl Socket {
         timeout_value(self.sock.timeout())
     }
 
+    #[pyo3(signature = (value, /))]
     fn settimeout(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         Ok(self.sock.set_timeout(timeout_arg(value)?)?)
     }
 
+    #[pyo3(signature = (flag, /))]
     fn setblocking(&self, flag: &Bound<'_, PyAny>) -> PyResult<()> {
-        let timeout = if flag.is_truthy()? {
+        // An int, as in CPython: None or a float is a TypeError, not a truth value.
+        let timeout = if flag.extract::<i64>()? != 0 {
             Timeout::Blocking
         } else {
             Timeout::NonBlocking
@@ -239,12 +239,13 @@ impl Socket {
         self.sock.timeout() != Timeout::NonBlocking
     }
 
+    #[pyo3(signature = (address, /))]
     fn bind(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
         let addr = self.address_for(py, address, "bind")?;
         Ok(self.sock.bind(&addr)?)
     }
 
-    #[pyo3(signature = (backlog=None))]
+    #[pyo3(signature = (backlog=None, /))]
     fn listen(&self, backlog: Option<i32>) -> PyResult<()> {
         // CPython's default backlog is min(SOMAXCONN, 128); a negative one means 0.
         let backlog = backlog.unwrap_or(libc::SOMAXCONN.min(128)).max(0);
@@ -262,12 +263,14 @@ impl Socket {
         Ok((conn, address_value(py, &addr)?))
     }
 
+    #[pyo3(signature = (address, /))]
     fn connect(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
         let addr = self.address_for(py, address, "connect")?;
         self.connect_to(py, &addr)
     }
 
     /// Like `connect`, but returns the errno instead of raising (0 on success).
+    #[pyo3(signature = (address, /))]
     fn connect_ex(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<i32> {
         let addr = self.address_for(py, address, "connect_ex")?;
         match connect_with(py, &self.sock, &addr, self.sock.start()) {
@@ -282,7 +285,7 @@ impl Socket {
         }
     }
 
-    #[pyo3(signature = (data, flags=0))]
+    #[pyo3(signature = (data, flags=0, /))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<usize> {
         let data = BytesArg::extract(data)?;
         let buf = data.as_slice();
@@ -290,7 +293,7 @@ impl Socket {
         blocking(py, || self.sock.send(buf, flags, wait))
     }
 
-    #[pyo3(signature = (data, flags=0))]
+    #[pyo3(signature = (data, flags=0, /))]
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<()> {
         let data = BytesArg::extract(data)?;
         let buf = data.as_slice();
@@ -299,7 +302,7 @@ impl Socket {
         blocking(py, || self.sock.sendall(buf, flags, wait, &mut sent))
     }
 
-    #[pyo3(signature = (bufsize, flags=0))]
+    #[pyo3(signature = (bufsize, flags=0, /))]
     fn recv<'py>(
         &self,
         py: Python<'py>,
@@ -308,6 +311,10 @@ impl Socket {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let len = usize::try_from(bufsize)
             .map_err(|_| PyValueError::new_err("negative buffersize in recv"))?;
+        if len == 0 {
+            // CPython returns at once without touching the socket, even a closed one.
+            return Ok(PyBytes::new(py, b""));
+        }
         let bytes = uninit_bytes(py, len)?;
         // SAFETY: `bytes` is a fresh, unshared bytes object of `len` bytes; the kernel fills
         // its prefix, and only that prefix is ever exposed.
@@ -346,13 +353,20 @@ impl Socket {
             }
             n => n,
         };
+        if len == 0 {
+            return Ok(0); // as CPython: no system call for an empty buffer
+        }
         // SAFETY: a writable C-contiguous buffer of at least `len` bytes, pinned by `target`.
         let buf = unsafe { std::slice::from_raw_parts_mut(target.buf_ptr() as *mut u8, len) };
         let wait = self.sock.start();
         blocking(py, || self.sock.recv_into(buf, flags, wait))
     }
 
-    fn shutdown(&self, how: i32) -> PyResult<()> {
+    #[pyo3(signature = (how, /))]
+    fn shutdown(&self, how: &Bound<'_, PyAny>) -> PyResult<()> {
+        let how: i64 = how.extract()?;
+        let how = i32::try_from(how)
+            .map_err(|_| PyOverflowError::new_err("Python int too large to convert to C int"))?;
         Ok(self.sock.shutdown(how)?)
     }
 
@@ -373,7 +387,7 @@ impl Socket {
         address_value(py, &self.sock.peer_addr()?)
     }
 
-    #[pyo3(signature = (level, optname, value, optlen=None))]
+    #[pyo3(signature = (level, optname, value, optlen=None, /))]
     fn setsockopt(
         &self,
         level: i32,
@@ -384,13 +398,17 @@ impl Socket {
         if let Some(optlen) = optlen {
             if !value.is_none() {
                 return Err(PyTypeError::new_err(
-                    "setsockopt() with optlen takes None as its value",
+                    "setsockopt() takes exactly 3 arguments (4 given)",
                 ));
             }
             return Ok(self.sock.setsockopt_null(level, optname, optlen)?);
         }
         if value.is_instance_of::<pyo3::types::PyInt>() {
-            return Ok(self.sock.setsockopt_int(level, optname, value.extract()?)?);
+            // As CPython: an int that does not fit a C int falls through to the bytes-like
+            // form, which refuses it with a TypeError.
+            if let Ok(v) = value.extract::<i32>() {
+                return Ok(self.sock.setsockopt_int(level, optname, v)?);
+            }
         }
         let data = BytesArg::extract(value)?;
         Ok(self
@@ -398,7 +416,7 @@ impl Socket {
             .setsockopt_bytes(level, optname, data.as_slice())?)
     }
 
-    #[pyo3(signature = (level, optname, buflen=0))]
+    #[pyo3(signature = (level, optname, buflen=0, /))]
     fn getsockopt<'py>(
         &self,
         py: Python<'py>,
