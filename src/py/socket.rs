@@ -6,7 +6,7 @@ use pyo3::exceptions::{PyOSError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyTuple, PyType};
+use pyo3::types::{IntoPyDict, PyBytes, PyTuple, PyType};
 
 use super::convert::{
     address_arg, address_value, blocking, resolve, timeout_arg, timeout_value, writable_buffer,
@@ -523,5 +523,3 @@ fn check_family(family: i32) -> PyResult<()> {
         _ => Err(Error::os(libc::EAFNOSUPPORT).into()),
     }
 }
-
-use pyo3::types::IntoPyDict;
