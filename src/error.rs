@@ -36,6 +36,8 @@ pub enum Error {
     },
     /// The peer closed the connection between frames.
     ConnectionClosed,
+    /// A packet failed authentication (wrong key, or altered in transit).
+    Authentication(String),
 }
 
 /// Shorthand used across the core.
@@ -79,7 +81,9 @@ impl fmt::Display for Error {
             Error::ServerFull { max } => {
                 write!(f, "server is full: it already holds {max} clients")
             }
-            Error::InvalidArgument(msg) | Error::Protocol(msg) => f.write_str(msg),
+            Error::InvalidArgument(msg) | Error::Protocol(msg) | Error::Authentication(msg) => {
+                f.write_str(msg)
+            }
             Error::FrameTooLarge { message, .. } => f.write_str(message),
             Error::IncompleteFrame { partial, expected } => match expected {
                 Some(n) => write!(

@@ -13,9 +13,17 @@
 //! mini-redis): [`Format::check`] decides from the bytes at hand whether a whole frame is there,
 //! how long it is, or what is wrong with it, before any body is buffered.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::cipher::{Cipher, OVERHEAD};
+use crate::compress::Compression;
 use crate::error::{Error, Result};
+
+/// `flags` bit 0: the body is compressed.
+pub const COMPRESSED: i64 = 1;
+/// `flags` bit 1: the body is encrypted.
+pub const ENCRYPTED: i64 = 2;
 
 /// Byte order of every multi-byte header field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +139,9 @@ pub struct Format {
     flags_field: Option<usize>,
     /// Whether any field has an `expect` constant (most formats have none).
     has_expect: bool,
+    /// Applied to every body: compress, then encrypt on the way out; the reverse on the way in.
+    pub compression: Option<Compression>,
+    pub cipher: Option<Arc<Cipher>>,
 }
 
 /// What [`Format::check`] found at the start of a buffer.
@@ -376,6 +387,8 @@ impl Format {
             msg_id_field: None,
             flags_field: None,
             has_expect: false,
+            compression: None,
+            cipher: None,
         }
     }
 
@@ -431,7 +444,56 @@ impl Format {
             framing: Framing::Varint { max_body: 0 },
             spec: Spec::Varint { max_body: 0 },
             user_names: Arc::from(user_names),
+            compression: None,
+            cipher: None,
         })
+    }
+
+    /// Adds compression and encryption to every body. They need the body to be exactly what
+    /// follows the header, so a `length_field` format must strip its whole header; without a
+    /// `flags` field every body is compressed, so `min_size` needs one.
+    pub fn with_pipeline(
+        mut self,
+        compression: Option<Compression>,
+        cipher: Option<Arc<Cipher>>,
+    ) -> Result<Format> {
+        if compression.is_none() && cipher.is_none() {
+            return Ok(self);
+        }
+        if let Framing::LengthField { strip, .. } = self.framing {
+            if strip != self.header_size {
+                return Err(invalid(format!(
+                    "compression and encryption apply to what follows the header: strip must \
+                     be {} (offset + length), not {strip}",
+                    self.header_size
+                )));
+            }
+        }
+        if let Some(c) = &compression {
+            if c.min_size > 0 && self.flags_field.is_none() {
+                return Err(invalid(
+                    "min_size needs a \"flags\" header field to mark uncompressed bodies",
+                ));
+            }
+        }
+        self.compression = compression;
+        self.cipher = cipher;
+        Ok(self)
+    }
+
+    /// The `flags` bits the pipeline owns: set on send, cleared from received packets.
+    pub fn pipeline_bits(&self) -> i64 {
+        if self.flags_field.is_none() {
+            return 0;
+        }
+        let mut bits = 0;
+        if self.compression.is_some() {
+            bits |= COMPRESSED;
+        }
+        if self.cipher.is_some() {
+            bits |= ENCRYPTED;
+        }
+        bits
     }
 
     /// Index of the field with `role`.
@@ -683,6 +745,34 @@ impl Format {
         }
     }
 
+    /// The header values and the plain body of a whole frame: decrypted, then decompressed
+    /// (at most `max_body` bytes), with the pipeline's `flags` bits cleared.
+    pub fn open<'a>(&self, frame: &'a [u8], body_start: usize) -> Result<(Header, Cow<'a, [u8]>)> {
+        let mut header = self.header(frame);
+        let mut body = Cow::Borrowed(&frame[body_start..]);
+        let flagged = |bit| self.flags_field.is_none() || header.flags & bit != 0;
+        if let Some(cipher) = &self.cipher {
+            if !flagged(ENCRYPTED) {
+                // Accepting plaintext on an encrypted format would let anyone inject packets.
+                return Err(Error::Authentication(
+                    "unencrypted packet on a format with a cipher (flags bit 1 is clear)".into(),
+                ));
+            }
+            let mut plain = Vec::with_capacity(body.len());
+            cipher.open(&frame[..body_start], &body, &mut plain)?;
+            body = Cow::Owned(plain);
+        }
+        if let Some(compression) = &self.compression {
+            if flagged(COMPRESSED) {
+                let mut plain = Vec::new();
+                compression.decompress(&body, self.max_body(), &mut plain)?;
+                body = Cow::Owned(plain);
+            }
+        }
+        header.flags &= !self.pipeline_bits();
+        Ok((header, body))
+    }
+
     /// Appends one frame carrying `body` to `out`. `values` gives user fields by
     /// `Role::User` index (`None`: the `expect` constant, else zero).
     pub fn pack_into(
@@ -694,20 +784,62 @@ impl Format {
         values: &[Option<Value>],
     ) -> Result<()> {
         let max = self.max_body();
+        let too_large = |len: usize, what: &str| Error::FrameTooLarge {
+            message: format!("{what} of {len} bytes exceeds the format's limit ({max})"),
+            length: len as u64,
+            limit: max,
+        };
         if body.len() as u64 > max {
-            return Err(Error::FrameTooLarge {
-                message: format!(
-                    "body of {} bytes exceeds the format's limit ({max})",
-                    body.len()
-                ),
-                length: body.len() as u64,
-                limit: max,
-            });
+            return Err(too_large(body.len(), "body"));
         }
+        let bits = self.pipeline_bits();
+        if flags & bits != 0 {
+            return Err(invalid(format!(
+                "flags bits {bits:#b} are set by the format's compression and encryption"
+            )));
+        }
+        let mut flags = flags;
+        let payload = match &self.compression {
+            Some(c) if self.flags_field.is_none() || body.len() >= c.min_size => {
+                let mut packed = Vec::new();
+                c.compress(body, &mut packed)?;
+                flags |= bits & COMPRESSED;
+                Cow::Owned(packed)
+            }
+            _ => Cow::Borrowed(body),
+        };
+        flags |= bits & ENCRYPTED;
+        let wire_len = payload.len() + if self.cipher.is_some() { OVERHEAD } else { 0 };
+        if wire_len as u64 > max {
+            return Err(too_large(wire_len, "compressed and encrypted body"));
+        }
+        let start = out.len();
+        self.write_header(out, wire_len, msg_id, flags, values)?;
+        match &self.cipher {
+            Some(cipher) => {
+                // The packed header is the associated data: it cannot be altered either.
+                let header = out[start..].to_vec();
+                cipher.seal(&header, &payload, out)
+            }
+            None => {
+                out.extend_from_slice(&payload);
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends the header of a frame whose body (what follows the header) is `body_len` bytes.
+    fn write_header(
+        &self,
+        out: &mut Vec<u8>,
+        body_len: usize,
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> Result<()> {
         match self.framing {
             Framing::Varint { .. } => {
-                write_varint(out, body.len() as u64);
-                out.extend_from_slice(body);
+                write_varint(out, body_len as u64);
                 Ok(())
             }
             Framing::LengthField {
@@ -715,8 +847,8 @@ impl Format {
             } => {
                 let lf = &self.fields[field];
                 let end = lf.offset + lf.code.size();
-                // The LengthFieldPrepender convention: what follows the header is `body`.
-                let frame_len = (self.header_size + body.len()) as i128;
+                // The LengthFieldPrepender convention: what follows the header is the body.
+                let frame_len = (self.header_size + body_len) as i128;
                 let length = frame_len - adjustment as i128 - end as i128;
                 let start = out.len();
                 out.resize(start + self.header_size, 0);
@@ -743,7 +875,6 @@ impl Format {
                         &value,
                     );
                 }
-                out.extend_from_slice(body);
                 Ok(())
             }
         }
@@ -1073,5 +1204,68 @@ mod tests {
         let f = Format::from_struct("!IB", &["length", "msg_id"], false, 1024, &[]).unwrap();
         let err = f.pack_into(&mut Vec::new(), b"", 256, 0, &[]).unwrap_err();
         assert!(err.to_string().contains("0 <= value <= 255"), "{err}");
+    }
+
+    fn piped(min_size: usize) -> Format {
+        use crate::cipher::Algorithm as C;
+        use crate::compress::Algorithm as Z;
+        Format::from_struct("!IHB", &["length", "msg_id", "flags"], false, 1 << 20, &[])
+            .unwrap()
+            .with_pipeline(
+                Some(Compression::new(Z::Zstd, None, min_size).unwrap()),
+                Some(Arc::new(Cipher::new(C::Aes256Gcm, &[9; 32]).unwrap())),
+            )
+            .unwrap()
+    }
+
+    fn frame(f: &Format, body: &[u8], flags: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        f.pack_into(&mut out, body, 5, flags, &[]).unwrap();
+        out
+    }
+
+    #[test]
+    fn pipeline_round_trip_sets_and_clears_flag_bits() {
+        let f = piped(64);
+        let big = vec![b'a'; 1000];
+        let wire = frame(&f, &big, 4);
+        assert_eq!(wire[6] as i64, 4 | COMPRESSED | ENCRYPTED);
+        assert!(wire.len() < 100);
+        let (header, body) = f.open(&wire, 7).unwrap();
+        assert_eq!((header.msg_id, header.flags, &body[..]), (5, 4, &big[..]));
+        // A small body is not compressed, but still encrypted.
+        let wire = frame(&f, b"hi", 0);
+        assert_eq!(wire[6] as i64, ENCRYPTED);
+        assert_eq!(&f.open(&wire, 7).unwrap().1[..], b"hi");
+    }
+
+    #[test]
+    fn the_header_is_authenticated_too() {
+        let f = piped(0);
+        let mut wire = frame(&f, b"payload", 0);
+        wire[5] ^= 1; // msg_id
+        assert!(matches!(f.open(&wire, 7), Err(Error::Authentication(_))));
+    }
+
+    #[test]
+    fn plaintext_is_refused_on_an_encrypted_format() {
+        let f = piped(0);
+        let plain =
+            Format::from_struct("!IHB", &["length", "msg_id", "flags"], false, 1024, &[]).unwrap();
+        let wire = frame(&plain, b"forged", 0);
+        assert!(matches!(f.open(&wire, 7), Err(Error::Authentication(_))));
+    }
+
+    #[test]
+    fn pipeline_bits_are_reserved() {
+        let f = piped(0);
+        assert!(f.pack_into(&mut Vec::new(), b"x", 0, 1, &[]).is_err());
+    }
+
+    #[test]
+    fn pipeline_needs_the_whole_header_stripped() {
+        let netty = Format::length_field(0, 2, 0, 0, 100, Order::Big, &[]).unwrap();
+        let zstd = Compression::new(crate::compress::Algorithm::Zstd, None, 0).unwrap();
+        assert!(netty.with_pipeline(Some(zstd), None).is_err());
     }
 }

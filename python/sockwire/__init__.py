@@ -21,8 +21,10 @@ from socket import (
 
 from sockwire._core import (
     AuthenticationError,
+    Cipher,
     ClientGroup,
     ClientInfo,
+    Compression,
     Connection,
     ConnectionClosed,
     Decoder,
@@ -60,8 +62,10 @@ __all__ = [
     "SO_SNDBUF",
     "TCP_NODELAY",
     "AuthenticationError",
+    "Cipher",
     "ClientGroup",
     "ClientInfo",
+    "Compression",
     "Connection",
     "ConnectionClosed",
     "Decoder",

@@ -9,8 +9,10 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "AuthenticationError",
+    "Cipher",
     "ClientGroup",
     "ClientInfo",
+    "Compression",
     "Connection",
     "ConnectionClosed",
     "Decoder",
@@ -342,6 +344,38 @@ class Packet:
     def __hash__(self) -> int: ...
 
 @final
+class Compression:
+    """A compression algorithm for packet bodies, in its standard format: ``zlib`` and
+    ``gzip`` streams, ``lz4`` (the LZ4 frame format), ``zstd`` frames, ``snappy`` (raw) and
+    ``brotli``. ``level`` defaults to zlib/gzip 6, zstd 3, brotli 5 (lz4 and snappy have
+    none). Bodies shorter than ``min_size`` go uncompressed (this needs a ``flags`` field).
+    Decompression stops at the format's ``max_body``: a bomb raises ``FrameTooLarge``."""
+
+    def __new__(cls, name: str, level: int | None = None, min_size: int = 0) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def level(self) -> int | None: ...
+    @property
+    def min_size(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
+class Cipher:
+    """An AEAD cipher for packet bodies: ``aes-128-gcm`` (16-byte key), ``aes-256-gcm`` or
+    ``chacha20-poly1305`` (32-byte keys). An encrypted body is ``nonce(12) || ciphertext ||
+    tag(16)`` with a random nonce per packet and the packed header as associated data. A
+    wrong key size raises ``ValueError``; a body that fails authentication raises
+    ``AuthenticationError``. The key never appears in ``repr``."""
+
+    def __new__(cls, name: str, key: ReadableBuffer) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def key_size(self) -> int: ...
+    def __eq__(self, other: object, /) -> bool: ...
+
+@final
 class PacketFormat:
     """How packets are framed on a byte stream.
 
@@ -363,6 +397,8 @@ class PacketFormat:
         length_includes_header: bool = False,
         max_body: int = 8388608,
         expect: dict[str, int | bytes] | None = None,
+        compress: Compression | str | None = None,
+        cipher: Cipher | None = None,
     ) -> Self: ...
     @staticmethod
     def length_field(
@@ -374,6 +410,8 @@ class PacketFormat:
         byteorder: Literal["big", "little"] = "big",
         *,
         expect: dict[str, int | bytes] | None = None,
+        compress: Compression | str | None = None,
+        cipher: Cipher | None = None,
     ) -> PacketFormat:
         """Netty's ``LengthFieldBasedFrameDecoder(max_frame, offset, length, adjustment, strip)``
         with its semantics: ``length`` is 1, 2, 3, 4 or 8 bytes; a frame is
@@ -383,7 +421,12 @@ class PacketFormat:
         ``LengthFieldPrepender``: ``body`` is what follows the length field."""
 
     @staticmethod
-    def varint(max_body: int = 8388608) -> PacketFormat:
+    def varint(
+        max_body: int = 8388608,
+        *,
+        compress: Compression | str | None = None,
+        cipher: Cipher | None = None,
+    ) -> PacketFormat:
         """A protobuf base-128 varint length prefix, then the body (Netty's
         ``ProtobufVarint32FrameDecoder`` / ``ProtobufVarint32LengthFieldPrepender``)."""
 
@@ -397,7 +440,15 @@ class PacketFormat:
 
     @property
     def max_body(self) -> int:
-        """The largest body accepted, in bytes."""
+        """The largest body accepted, in bytes (before and after decompression)."""
+
+    @property
+    def compress(self) -> Compression | None:
+        """The body compression, if any."""
+
+    @property
+    def cipher(self) -> Cipher | None:
+        """The body cipher, if any."""
 
     def pack(self, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes) -> bytes:
         """One frame carrying ``body``. ``fields`` sets ``flags`` and user header fields

@@ -96,6 +96,7 @@ impl From<CoreError> for PyErr {
                 err
             }
             e @ CoreError::ConnectionClosed => ConnectionClosed::new_err(e.to_string()),
+            CoreError::Authentication(msg) => AuthenticationError::new_err(msg),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The Python bindings: argument conversion, GIL release and error mapping over the core.
 
+pub mod codec;
 pub mod connection;
 pub mod convert;
 pub mod errors;
@@ -15,6 +16,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<socket::Socket>()?;
     m.add_class::<packet::Packet>()?;
+    m.add_class::<codec::Compression>()?;
+    m.add_class::<codec::Cipher>()?;
     m.add_class::<packet::PacketFormat>()?;
     m.add_class::<packet::Decoder>()?;
     m.add_class::<connection::Connection>()?;

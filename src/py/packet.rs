@@ -7,6 +7,7 @@ use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use super::codec::{cipher_arg, compression_arg, Cipher, Compression};
 use super::convert::{type_name, BytesArg};
 use super::errors::set_attrs;
 use crate::decoder::Decoder as CoreDecoder;
@@ -52,9 +53,9 @@ impl Packet {
         frame: &[u8],
         body_start: usize,
     ) -> PyResult<Bound<'py, Packet>> {
-        let header = format.header(frame);
+        let (header, body) = format.open(frame, body_start)?;
         Packet {
-            body: PyBytes::new(py, &frame[body_start..]).unbind(),
+            body: PyBytes::new(py, &body).unbind(),
             msg_id: header.msg_id,
             flags: header.flags,
             fields: UserFields::boxed(&format.user_names, header.values),
@@ -361,7 +362,7 @@ impl PacketFormat {
 impl PacketFormat {
     /// `PacketFormat()`: a 4-byte big-endian length, then the body.
     pub(crate) fn default_format() -> Self {
-        PacketFormat::new("!I", None, false, DEFAULT_MAX_BODY, None)
+        PacketFormat::new("!I", None, false, DEFAULT_MAX_BODY, None, None, None)
             .expect("the default format is valid")
     }
 }
@@ -375,15 +376,18 @@ thread_local! {
 impl PacketFormat {
     #[new]
     #[pyo3(
-        signature = (header="!I", fields=None, *, length_includes_header=false, max_body=DEFAULT_MAX_BODY, expect=None),
-        text_signature = "(header='!I', fields=None, *, length_includes_header=False, max_body=8388608, expect=None)"
+        signature = (header="!I", fields=None, *, length_includes_header=false, max_body=DEFAULT_MAX_BODY, expect=None, compress=None, cipher=None),
+        text_signature = "(header='!I', fields=None, *, length_includes_header=False, max_body=8388608, expect=None, compress=None, cipher=None)"
     )]
+    #[allow(clippy::too_many_arguments)] // the Python signature's keywords
     fn new(
         header: &str,
         fields: Option<Vec<String>>,
         length_includes_header: bool,
         max_body: u64,
         expect: Option<&Bound<'_, PyDict>>,
+        compress: Option<&Bound<'_, PyAny>>,
+        cipher: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let fields = fields.unwrap_or_else(|| vec!["length".to_owned()]);
         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
@@ -394,7 +398,8 @@ impl PacketFormat {
             length_includes_header,
             max_body,
             &borrowed(&expect),
-        )?;
+        )?
+        .with_pipeline(compression_arg(compress)?, cipher_arg(cipher)?)?;
         Ok(PacketFormat {
             format: Arc::new(format),
         })
@@ -403,9 +408,10 @@ impl PacketFormat {
     /// A format from Netty `LengthFieldBasedFrameDecoder` parameters, with Netty's semantics.
     #[staticmethod]
     #[pyo3(
-        signature = (offset, length, adjustment=0, strip=0, max_frame=DEFAULT_MAX_BODY, byteorder="big", *, expect=None),
-        text_signature = "(offset, length, adjustment=0, strip=0, max_frame=8388608, byteorder='big', *, expect=None)"
+        signature = (offset, length, adjustment=0, strip=0, max_frame=DEFAULT_MAX_BODY, byteorder="big", *, expect=None, compress=None, cipher=None),
+        text_signature = "(offset, length, adjustment=0, strip=0, max_frame=8388608, byteorder='big', *, expect=None, compress=None, cipher=None)"
     )]
+    #[allow(clippy::too_many_arguments)] // Netty's parameters, then the pipeline's
     fn length_field(
         offset: usize,
         length: usize,
@@ -414,6 +420,8 @@ impl PacketFormat {
         max_frame: u64,
         byteorder: &str,
         expect: Option<&Bound<'_, PyDict>>,
+        compress: Option<&Bound<'_, PyAny>>,
+        cipher: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let expect = expect_arg(expect)?;
         let format = Format::length_field(
@@ -424,7 +432,8 @@ impl PacketFormat {
             max_frame,
             order_arg(byteorder)?,
             &borrowed(&expect),
-        )?;
+        )?
+        .with_pipeline(compression_arg(compress)?, cipher_arg(cipher)?)?;
         Ok(PacketFormat {
             format: Arc::new(format),
         })
@@ -432,11 +441,35 @@ impl PacketFormat {
 
     /// The protobuf base-128 varint length prefix (Netty's `ProtobufVarint32FrameDecoder`).
     #[staticmethod]
-    #[pyo3(signature = (max_body=DEFAULT_MAX_BODY), text_signature = "(max_body=8388608)")]
-    fn varint(max_body: u64) -> Self {
-        PacketFormat {
-            format: Arc::new(Format::varint(max_body)),
-        }
+    #[pyo3(
+        signature = (max_body=DEFAULT_MAX_BODY, *, compress=None, cipher=None),
+        text_signature = "(max_body=8388608, *, compress=None, cipher=None)"
+    )]
+    fn varint(
+        max_body: u64,
+        compress: Option<&Bound<'_, PyAny>>,
+        cipher: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let format = Format::varint(max_body)
+            .with_pipeline(compression_arg(compress)?, cipher_arg(cipher)?)?;
+        Ok(PacketFormat {
+            format: Arc::new(format),
+        })
+    }
+
+    /// The body compression, if any.
+    #[getter]
+    fn compress(&self) -> Option<Compression> {
+        self.format
+            .compression
+            .clone()
+            .map(|inner| Compression { inner })
+    }
+
+    /// The body cipher, if any.
+    #[getter]
+    fn cipher(&self) -> Option<Cipher> {
+        self.format.cipher.clone().map(|inner| Cipher { inner })
     }
 
     /// The header names, in wire order.
@@ -524,7 +557,14 @@ impl PacketFormat {
 
     fn __repr__(&self) -> String {
         let f = &self.format;
-        match &f.spec {
+        let mut pipeline = String::new();
+        if let Some(c) = self.compress() {
+            pipeline.push_str(&format!(", compress={}", c.__repr__()));
+        }
+        if let Some(c) = self.cipher() {
+            pipeline.push_str(&format!(", cipher={}", c.__repr__()));
+        }
+        let base = match &f.spec {
             Spec::Struct {
                 header,
                 length_includes_header,
@@ -551,7 +591,9 @@ impl PacketFormat {
                 if *order == Order::Big { "big" } else { "little" }
             ),
             Spec::Varint { max_body } => format!("PacketFormat.varint(max_body={max_body})"),
-        }
+        };
+        // Every form ends with ")": the pipeline goes before it.
+        format!("{}{pipeline})", &base[..base.len() - 1])
     }
 }
 

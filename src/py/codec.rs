@@ -1,0 +1,129 @@
+//! `Compression` and `Cipher`: the per-packet pipeline's Python objects.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::convert::BytesArg;
+use crate::cipher::{Algorithm as CipherAlgorithm, Cipher as CoreCipher};
+use crate::compress::{Algorithm, Compression as CoreCompression};
+
+/// A compression algorithm for packet bodies.
+#[pyclass(module = "sockwire", name = "Compression", frozen)]
+pub struct Compression {
+    pub(crate) inner: CoreCompression,
+}
+
+#[pymethods]
+impl Compression {
+    #[new]
+    #[pyo3(signature = (name, level=None, min_size=0))]
+    fn new(name: &str, level: Option<i32>, min_size: usize) -> PyResult<Self> {
+        Ok(Compression {
+            inner: CoreCompression::new(Algorithm::from_name(name)?, level, min_size)?,
+        })
+    }
+
+    /// The algorithm's name.
+    #[getter]
+    fn name(&self) -> &'static str {
+        self.inner.algorithm.name()
+    }
+
+    /// The level in use (None for lz4 and snappy, which have none).
+    #[getter]
+    fn level(&self) -> Option<i32> {
+        self.inner.level
+    }
+
+    /// Bodies shorter than this go uncompressed.
+    #[getter]
+    fn min_size(&self) -> usize {
+        self.inner.min_size
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Compression>()
+            .is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    pub(crate) fn __repr__(&self) -> String {
+        let level = self
+            .inner
+            .level
+            .map_or_else(|| "None".to_owned(), |l| l.to_string());
+        format!(
+            "Compression('{}', level={level}, min_size={})",
+            self.name(),
+            self.inner.min_size
+        )
+    }
+}
+
+/// An authenticated cipher for packet bodies, with its key.
+#[pyclass(module = "sockwire", name = "Cipher", frozen)]
+pub struct Cipher {
+    pub(crate) inner: Arc<CoreCipher>,
+}
+
+#[pymethods]
+impl Cipher {
+    #[new]
+    fn new(name: &str, key: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let key = BytesArg::extract(key)?;
+        Ok(Cipher {
+            inner: Arc::new(CoreCipher::new(
+                CipherAlgorithm::from_name(name)?,
+                key.as_slice(),
+            )?),
+        })
+    }
+
+    /// The algorithm's name.
+    #[getter]
+    fn name(&self) -> &'static str {
+        self.inner.algorithm.name()
+    }
+
+    /// The key size in bytes.
+    #[getter]
+    fn key_size(&self) -> usize {
+        self.inner.algorithm.key_len()
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other
+            .cast::<Cipher>()
+            .is_ok_and(|o| *o.get().inner == *self.inner)
+    }
+
+    pub(crate) fn __repr__(&self) -> String {
+        // The key stays out of reprs and logs.
+        format!("Cipher('{}', key=<{} bytes>)", self.name(), self.key_size())
+    }
+}
+
+/// `compress=` as given: a `Compression`, an algorithm name, or None.
+pub fn compression_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<CoreCompression>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(name) = value.cast::<PyString>() {
+        return Ok(Some(CoreCompression::new(
+            Algorithm::from_name(name.to_str()?)?,
+            None,
+            0,
+        )?));
+    }
+    Ok(Some(value.cast::<Compression>()?.get().inner.clone()))
+}
+
+/// `cipher=` as given: a `Cipher` or None.
+pub fn cipher_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<CoreCipher>>> {
+    match value.filter(|v| !v.is_none()) {
+        None => Ok(None),
+        Some(v) => Ok(Some(v.cast::<Cipher>()?.get().inner.clone())),
+    }
+}
