@@ -38,6 +38,22 @@ pub enum Error {
     ConnectionClosed,
     /// A packet failed authentication (wrong key, or altered in transit).
     Authentication(String),
+    /// TLS failed: Python's `ssl` errors.
+    Tls {
+        failure: TlsFailure,
+        message: String,
+    },
+}
+
+/// Which `ssl` exception a TLS failure is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// `ssl.SSLCertVerificationError`: the peer's certificate was not trusted.
+    CertVerify,
+    /// `ssl.SSLEOFError`: the peer closed in the middle of the protocol.
+    Eof,
+    /// `ssl.SSLError`: anything else (a plaintext peer, an alert, ...).
+    Protocol,
 }
 
 /// Shorthand used across the core.
@@ -98,6 +114,7 @@ impl fmt::Display for Error {
                 ),
             },
             Error::ConnectionClosed => f.write_str("the peer closed the connection"),
+            Error::Tls { message, .. } => f.write_str(message),
         }
     }
 }

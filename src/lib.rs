@@ -12,6 +12,8 @@ pub mod format;
 pub mod recipe;
 pub mod registry;
 pub mod socket;
+pub mod tls;
+pub mod turn;
 
 mod py;
 

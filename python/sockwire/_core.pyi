@@ -1,5 +1,6 @@
 """The Rust extension module behind sockwire. Import from ``sockwire``, not from here."""
 
+import os
 import socket
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal, Self, final
@@ -25,6 +26,7 @@ __all__ = [
     "ProtocolError",
     "ServerFull",
     "Socket",
+    "TlsConfig",
     "accept_client_connect",
     "connect",
     "create_client",
@@ -182,6 +184,10 @@ class Socket:
     def getsockopt(self, level: int, optname: int, buflen: int = 0, /) -> Any:
         """Read an option as an int, or with ``buflen`` (1-1024) as at most that many raw bytes."""
 
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version (``"TLSv1.3"``, ``"TLSv1.2"``), or None for a plain
+        socket."""
+
     def to_stdlib(self) -> socket.socket:
         """A ``socket.socket`` on a duplicate of this fd, with the same timeout. Both stay open
         and share the connection (and the fd's non-blocking flag)."""
@@ -197,9 +203,11 @@ class Socket:
 @final
 class Listener(Socket):
     """A listening ``Socket`` that registers the clients ``accept_client_connect`` accepts,
-    up to ``max_clients``. Same as ``server_listener(addr, max, reuse_port=...)``."""
+    up to ``max_clients``. Same as ``server_listener(addr, max, reuse_port=..., tls=...)``."""
 
-    def __new__(cls, addr: _AddressArg, max: int, *, reuse_port: bool = False) -> Self: ...
+    def __new__(
+        cls, addr: _AddressArg, max: int, *, reuse_port: bool = False, tls: TlsConfig | None = None
+    ) -> Self: ...
     @property
     def max_clients(self) -> int:
         """The most live clients this listener registers (also its listen backlog)."""
@@ -298,15 +306,24 @@ def tcp_server_options(
     """A new, unbound TCP server socket with ``SO_REUSEADDR`` (by default) and optional buffer
     sizes; ``blocking=False`` makes it non-blocking."""
 
-def server_listener(addr: _AddressArg, max: int, *, reuse_port: bool = False) -> Listener:
+def server_listener(
+    addr: _AddressArg, max: int, *, reuse_port: bool = False, tls: TlsConfig | None = None
+) -> Listener:
     """A ``Listener`` bound to ``addr`` and listening, holding at most ``max`` live clients
     (``max`` is also its backlog). ``("", port)`` means every IPv4 interface; an IPv6 host
-    (one with a colon) makes an IPv6 listener."""
+    (one with a colon) makes an IPv6 listener. With ``tls`` (``TlsConfig.server``) every
+    accepted client does the TLS handshake before ``accept_client_connect`` returns it, within
+    the listener's timeout (10 s when it has none)."""
 
-def create_client(addr: tuple[str, int], *, timeout: float | None = None) -> Socket:
+def create_client(
+    addr: tuple[str, int], *, timeout: float | None = None, tls: TlsConfig | None = None
+) -> Socket:
     """A connected TCP client (``TCP_NODELAY`` on). Tries every address ``addr`` resolves to,
     like ``socket.create_connection``; ``timeout`` bounds each connect and stays on the socket
-    (``None``: ``socket.getdefaulttimeout()``)."""
+    (``None``: ``socket.getdefaulttimeout()``). With ``tls`` (``TlsConfig.client``) the TLS
+    handshake is done within the same timeout, verifying the certificate against the host of
+    ``addr`` (or ``server_name``); failures are ``ssl.SSLCertVerificationError``,
+    ``ssl.SSLError`` or ``TimeoutError``."""
 
 def accept_client_connect(listener: Listener) -> Socket:
     """Accept one client on ``listener`` and register it in ``listener.clients``. When the
@@ -542,7 +559,43 @@ class Connection:
     def __exit__(self, *_args: object) -> None: ...
 
 def connect(
-    addr: tuple[str, int], format: PacketFormat | None = None, *, timeout: float | None = None
+    addr: tuple[str, int],
+    format: PacketFormat | None = None,
+    *,
+    timeout: float | None = None,
+    tls: TlsConfig | None = None,
 ) -> Connection:
-    """Connect to ``addr`` (as ``create_client``) and return a ``Connection`` speaking
-    ``format`` (``PacketFormat()`` by default)."""
+    """Connect to ``addr`` (as ``create_client``, with TLS when ``tls`` is given) and return a
+    ``Connection`` speaking ``format`` (``PacketFormat()`` by default)."""
+
+@final
+class TlsConfig:
+    """TLS settings (rustls underneath), for ``connect``, ``create_client`` and listeners.
+    Certificates and keys are PEM files. Errors are Python's: ``ssl.SSLCertVerificationError``
+    for an untrusted certificate or a wrong host name, ``ssl.SSLError`` for a peer that does
+    not speak TLS or sends an alert, ``TimeoutError`` for a silent one."""
+
+    @staticmethod
+    def client(
+        ca: str | os.PathLike[str] | None = None,
+        server_name: str | None = None,
+        insecure: bool = False,
+        cert: str | os.PathLike[str] | None = None,
+        key: str | os.PathLike[str] | None = None,
+    ) -> TlsConfig:
+        """Trust the CAs in ``ca`` (None: the system's trust store) and verify the server's
+        name (``server_name``, else the host connected to). ``insecure=True`` verifies
+        nothing. ``cert`` and ``key`` give a client certificate for mutual TLS."""
+
+    @staticmethod
+    def server(
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+        client_ca: str | os.PathLike[str] | None = None,
+    ) -> TlsConfig:
+        """Serve with this certificate chain and key; with ``client_ca``, require client
+        certificates that chain to it (mutual TLS)."""
+
+    @property
+    def side(self) -> Literal["client", "server"]:
+        """``"client"`` or ``"server"``."""

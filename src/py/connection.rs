@@ -1,7 +1,7 @@
 //! `Connection`: packets over a connected `Socket`, and `connect()`.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -11,9 +11,11 @@ use super::convert::{blocking, timeout_arg};
 use super::packet::{feed_into, Packet, PacketFormat};
 use super::recipe::create_client;
 use super::socket::Socket;
+use super::tls::TlsConfig;
 use crate::decoder::Decoder;
 use crate::error::Error;
 use crate::socket::Wait;
+use crate::turn::WriteTurn;
 
 /// How much one read asks the kernel for.
 const READ_SIZE: usize = 1 << 16;
@@ -28,43 +30,13 @@ struct RecvState {
     scratch: Vec<u8>,
 }
 
-/// Lets one sender at a time write a whole frame sequence. Unlike a mutex guard, a turn can be
-/// held while the GIL is re-taken to run signal handlers between retries of a blocked send, so
-/// frames of two threads never interleave.
-#[derive(Default)]
-struct SendTurn {
-    busy: Mutex<bool>,
-    freed: Condvar,
-}
-
-struct Turn<'a>(&'a SendTurn);
-
-impl SendTurn {
-    /// Waits for the turn; call without the GIL.
-    fn take(&self) -> Turn<'_> {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        while *busy {
-            busy = self.freed.wait(busy).unwrap_or_else(|p| p.into_inner());
-        }
-        *busy = true;
-        Turn(self)
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *self.0.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        self.0.freed.notify_one();
-    }
-}
-
 /// Packets over a connected socket, framed by a `PacketFormat`.
 #[pyclass(module = "sockwire", name = "Connection", frozen)]
 pub struct Connection {
     sock: Py<Socket>,
     format: Py<PacketFormat>,
     recv: Mutex<RecvState>,
-    send: SendTurn,
+    send: WriteTurn,
 }
 
 impl Connection {
@@ -80,7 +52,7 @@ impl Connection {
                 eof: false,
                 scratch: vec![0; READ_SIZE],
             }),
-            send: SendTurn::default(),
+            send: WriteTurn::default(),
         }
     }
 
@@ -98,11 +70,10 @@ impl Connection {
 
     /// Sends `frames` whole, one sender at a time, with the socket's timeout for the call.
     fn send_frames(&self, py: Python<'_>, frames: &[u8]) -> PyResult<()> {
-        let sock = &self.sock.get().sock;
-        let wait = sock.start();
+        let socket = self.sock.get();
+        let wait = socket.sock.start();
         let turn = py.detach(|| self.send.take());
-        let mut sent = 0;
-        let result = blocking(py, || sock.sendall(frames, 0, wait, &mut sent));
+        let result = socket.write_all(py, frames, 0, wait);
         drop(turn);
         result
     }
@@ -125,7 +96,8 @@ impl Connection {
                 return Err(Error::ConnectionClosed.into());
             }
             let scratch = &mut st.scratch;
-            let n = blocking(py, || sock.recv_into(scratch, 0, wait))?;
+            let socket = self.sock.get();
+            let n = blocking(py, || socket.read_some(scratch, wait))?;
             if n == 0 {
                 st.eof = true;
                 st.decoder.finish()?;
@@ -245,11 +217,11 @@ impl Connection {
 
     /// Half-close: no more sending, receiving goes on until the peer closes.
     fn shutdown_write(&self) -> PyResult<()> {
-        Ok(self.sock.get().sock.shutdown(libc::SHUT_WR)?)
+        Ok(self.sock.get().shutdown_side(libc::SHUT_WR)?)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        Ok(py.detach(|| self.sock.get().sock.close())?)
+        Ok(py.detach(|| self.sock.get().close_stream())?)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -284,14 +256,15 @@ impl Connection {
 
 /// Connects to `addr` and returns a `Connection` speaking `format`.
 #[pyfunction]
-#[pyo3(signature = (addr, format=None, *, timeout=None))]
+#[pyo3(signature = (addr, format=None, *, timeout=None, tls=None))]
 pub fn connect(
     py: Python<'_>,
     addr: &Bound<'_, PyAny>,
     format: Option<Bound<'_, PacketFormat>>,
     timeout: Option<&Bound<'_, PyAny>>,
+    tls: Option<&Bound<'_, TlsConfig>>,
 ) -> PyResult<Connection> {
-    let sock = create_client(py, addr, timeout)?.unbind();
+    let sock = create_client(py, addr, timeout, tls)?.unbind();
     let format = match format {
         Some(f) => f.unbind(),
         None => Py::new(py, PacketFormat::default_format())?,

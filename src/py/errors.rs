@@ -2,9 +2,9 @@
 
 use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 
-use crate::error::{strerror, Error as CoreError};
+use crate::error::{strerror, Error as CoreError, TlsFailure};
 
 pyo3::create_exception!(
     sockwire,
@@ -49,6 +49,41 @@ pyo3::create_exception!(
     "A listener or client group already holds its maximum number of clients."
 );
 pyo3::import_exception!(socket, gaierror);
+pyo3::import_exception!(ssl, SSLError);
+pyo3::import_exception!(ssl, SSLCertVerificationError);
+pyo3::import_exception!(ssl, SSLEOFError);
+
+/// The `ssl` exception for a TLS failure, with the attributes `ssl` sets (`reason`, `library`,
+/// and for certificates `verify_message`).
+fn ssl_error(py: Python<'_>, failure: TlsFailure, message: String) -> PyErr {
+    // Messages start "[SSL: REASON] ...", as OpenSSL's do.
+    let reason = message
+        .strip_prefix("[SSL: ")
+        .and_then(|m| m.split(']').next())
+        .unwrap_or("")
+        .to_owned();
+    let args = (1, message.clone());
+    let err = match failure {
+        TlsFailure::CertVerify => SSLCertVerificationError::new_err(args),
+        TlsFailure::Eof => SSLEOFError::new_err(args),
+        TlsFailure::Protocol => SSLError::new_err(args),
+    };
+    let mut attrs = vec![
+        ("library", PyString::new(py, "SSL").into_any()),
+        ("reason", PyString::new(py, &reason).into_any()),
+    ];
+    if failure == TlsFailure::CertVerify {
+        let detail = message
+            .split("certificate verify failed: ")
+            .nth(1)
+            .unwrap_or("");
+        attrs.push(("verify_message", PyString::new(py, detail).into_any()));
+        let Ok(code) = 1i32.into_pyobject(py);
+        attrs.push(("verify_code", code.into_any()));
+    }
+    set_attrs(py, &err, &attrs);
+    err
+}
 
 /// An `OSError` built the way CPython's `PyErr_SetFromErrno` builds it: `OSError(errno,
 /// strerror)`, which Python turns into the matching subclass (`ConnectionRefusedError`, ...).
@@ -97,6 +132,9 @@ impl From<CoreError> for PyErr {
             }
             e @ CoreError::ConnectionClosed => ConnectionClosed::new_err(e.to_string()),
             CoreError::Authentication(msg) => AuthenticationError::new_err(msg),
+            CoreError::Tls { failure, message } => {
+                Python::attach(|py| ssl_error(py, failure, message))
+            }
         }
     }
 }

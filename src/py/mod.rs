@@ -8,6 +8,7 @@ pub mod packet;
 pub mod recipe;
 pub mod registry;
 pub mod socket;
+pub mod tls;
 
 use pyo3::prelude::*;
 
@@ -21,6 +22,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<packet::PacketFormat>()?;
     m.add_class::<packet::Decoder>()?;
     m.add_class::<connection::Connection>()?;
+    m.add_class::<tls::TlsConfig>()?;
     m.add_function(wrap_pyfunction!(connection::connect, m)?)?;
     m.add_class::<recipe::Listener>()?;
     m.add_class::<registry::ClientInfo>()?;

@@ -7,18 +7,28 @@ use pyo3::types::{PyString, PyTuple};
 use super::convert::{address_arg, blocking, resolve, timeout_arg};
 use super::registry::ClientGroup;
 use super::socket::{connect_with, ConnectFailure, Socket};
+use super::tls::TlsConfig;
 use crate::addr;
 use crate::error::Error;
 use crate::recipe;
 use crate::registry::Registry;
 use crate::socket::{Sock, Timeout};
+use crate::tls::TlsSession;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A listening `Socket` that registers the clients it accepts, up to `max_clients`.
 #[pyclass(module = "sockwire", name = "Listener", extends = Socket, frozen)]
 pub struct Listener {
     clients: Py<ClientGroup>,
     max_clients: usize,
+    /// Accepted clients do a TLS handshake with this before they are handed out.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// How long a server waits for a client's TLS handshake when the listener has no timeout of
+/// its own: a client that connects and says nothing must not stall the accept loop forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The family an address tuple is for: IPv6 for a 4-tuple or a host with a colon.
 fn family_of(addr: &Bound<'_, PyAny>) -> i32 {
@@ -44,13 +54,15 @@ fn family_of(addr: &Bound<'_, PyAny>) -> i32 {
 #[pymethods]
 impl Listener {
     #[new]
-    #[pyo3(signature = (addr, max, *, reuse_port=false))]
+    #[pyo3(signature = (addr, max, *, reuse_port=false, tls=None))]
     fn new(
         py: Python<'_>,
         addr: &Bound<'_, PyAny>,
         max: usize,
         reuse_port: bool,
+        tls: Option<&Bound<'_, TlsConfig>>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let tls = tls.map(|t| t.get().server_settings()).transpose()?;
         if max == 0 {
             return Err(PyValueError::new_err("max must be at least 1"));
         }
@@ -68,6 +80,7 @@ impl Listener {
             PyClassInitializer::from(Socket::adopt(py, sock)?).add_subclass(Listener {
                 clients,
                 max_clients: max,
+                tls,
             }),
         )
     }
@@ -134,23 +147,26 @@ pub fn tcp_server_options(
 }
 
 #[pyfunction]
-#[pyo3(signature = (addr, max, *, reuse_port=false))]
+#[pyo3(signature = (addr, max, *, reuse_port=false, tls=None))]
 pub fn server_listener<'py>(
     py: Python<'py>,
     addr: &Bound<'py, PyAny>,
     max: usize,
     reuse_port: bool,
+    tls: Option<&Bound<'py, TlsConfig>>,
 ) -> PyResult<Bound<'py, Listener>> {
-    Bound::new(py, Listener::new(py, addr, max, reuse_port)?)
+    Bound::new(py, Listener::new(py, addr, max, reuse_port, tls)?)
 }
 
 #[pyfunction]
-#[pyo3(signature = (addr, *, timeout=None))]
+#[pyo3(signature = (addr, *, timeout=None, tls=None))]
 pub fn create_client<'py>(
     py: Python<'py>,
     addr: &Bound<'py, PyAny>,
     timeout: Option<&Bound<'py, PyAny>>,
+    tls: Option<&Bound<'py, TlsConfig>>,
 ) -> PyResult<Bound<'py, Socket>> {
+    let tls = tls.map(|t| t.get().client_settings()).transpose()?;
     let tuple = addr
         .cast::<PyTuple>()
         .map_err(|_| PyTypeError::new_err("create_client(): addr must be a (host, port) tuple"))?;
@@ -179,7 +195,15 @@ pub fn create_client<'py>(
             socket.sock.set_timeout(timeout_arg(t)?)?;
         }
         match connect_with(py, &socket.sock, &candidate, socket.sock.start()) {
-            Ok(()) => return Bound::new(py, socket),
+            Ok(()) => {
+                if let Some(settings) = tls {
+                    // The handshake shares the socket's timeout: a silent or plaintext server
+                    // ends in TimeoutError or an ssl error, never a hang.
+                    let session = TlsSession::client(settings, &host)?;
+                    socket.start_tls(py, session, socket.sock.start())?;
+                }
+                return Bound::new(py, socket);
+            }
             Err(ConnectFailure::Os(e)) => last = e,
             Err(ConnectFailure::Python(e)) => return Err(e),
         }
@@ -203,5 +227,15 @@ pub fn accept_client_connect<'py>(
     // On ServerFull `sock` is dropped here, which closes the connection: the peer sees EOF.
     recipe::register(registry, &sock, peer)?;
     sock.setsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
-    Bound::new(py, Socket::adopt(py, sock)?)
+    let socket = Socket::adopt(py, sock)?;
+    if let Some(config) = &listener.get().tls {
+        let wait = match base.sock.timeout() {
+            Timeout::After(d) => Timeout::After(d),
+            _ => Timeout::After(HANDSHAKE_TIMEOUT),
+        }
+        .start();
+        // A failed handshake drops (closes) the connection, which leaves the group.
+        socket.start_tls(py, TlsSession::server(config)?, wait)?;
+    }
+    Bound::new(py, socket)
 }

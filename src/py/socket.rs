@@ -15,11 +15,15 @@ use super::convert::{
 use super::errors::os_error;
 use crate::error::Error;
 use crate::socket::{Sock, Timeout, Wait};
+use crate::tls::{TlsSession, WriteProgress};
+use std::sync::OnceLock;
 
 /// A TCP socket with the stdlib's `socket.socket` methods and semantics.
 #[pyclass(module = "sockwire", name = "Socket", subclass, frozen, weakref)]
 pub struct Socket {
     pub(crate) sock: Sock,
+    /// Set once the TLS handshake is done; then reads and writes go through it.
+    pub(crate) tls: OnceLock<TlsSession>,
 }
 
 static SOCKET_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -44,7 +48,77 @@ impl Socket {
         if timeout != Timeout::Blocking {
             sock.set_timeout(timeout)?;
         }
-        Ok(Socket { sock })
+        Ok(Socket::plain(sock))
+    }
+
+    pub(crate) fn plain(sock: Sock) -> Socket {
+        Socket {
+            sock,
+            tls: OnceLock::new(),
+        }
+    }
+
+    /// Runs the TLS handshake with `session` and switches the socket's I/O to it.
+    pub(crate) fn start_tls(
+        &self,
+        py: Python<'_>,
+        session: TlsSession,
+        wait: Wait,
+    ) -> PyResult<()> {
+        blocking(py, || session.handshake(&self.sock, wait))?;
+        // A socket is handed out only after its handshake, so this is its only session.
+        let _ = self.tls.set(session);
+        Ok(())
+    }
+
+    /// Reads what is available (plaintext, over TLS); `Ok(0)` is the end of the stream.
+    pub(crate) fn read_some(&self, buf: &mut [u8], wait: Wait) -> crate::error::Result<usize> {
+        match self.tls.get() {
+            Some(tls) => tls.read(&self.sock, buf, wait),
+            None => self.sock.recv_into(buf, 0, wait),
+        }
+    }
+
+    /// `shutdown(how)`; over TLS, `close_notify` goes first when the sending side closes, so
+    /// the peer sees a clean end rather than a cut.
+    pub(crate) fn shutdown_side(&self, how: i32) -> crate::error::Result<()> {
+        if let Some(tls) = self.tls.get() {
+            if how != libc::SHUT_RD {
+                tls.close_notify(&self.sock);
+            }
+        }
+        self.sock.shutdown(how)
+    }
+
+    /// Closes the socket (after `close_notify` over TLS).
+    pub(crate) fn close_stream(&self) -> crate::error::Result<()> {
+        if let (Some(tls), true) = (self.tls.get(), self.sock.fileno() >= 0) {
+            tls.close_notify(&self.sock);
+        }
+        self.sock.close()
+    }
+
+    /// Writes all of `data` (through TLS when on), one writer at a time for TLS records.
+    pub(crate) fn write_all(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        flags: i32,
+        wait: Wait,
+    ) -> PyResult<()> {
+        match self.tls.get() {
+            None => {
+                let mut sent = 0;
+                blocking(py, || self.sock.sendall(data, flags, wait, &mut sent))
+            }
+            Some(tls) => {
+                let turn = py.detach(|| tls.write_turn().take());
+                let mut progress = WriteProgress::default();
+                let result = blocking(py, || tls.write_all(&self.sock, data, wait, &mut progress));
+                drop(turn);
+                result
+            }
+        }
     }
 
     /// Connects, with CPython's handling of interrupted and in-progress connects: the
@@ -185,7 +259,7 @@ impl Socket {
         // left as they are (even a non-blocking fd then reports a timeout of None).
         if ty & libc::SOCK_NONBLOCK != 0 {
             sock.set_timeout(Timeout::NonBlocking)?;
-            return Ok(Socket { sock });
+            return Ok(Socket::plain(sock));
         }
         Socket::adopt(py, sock)
     }
@@ -290,16 +364,18 @@ impl Socket {
         let data = BytesArg::extract(data)?;
         let buf = data.as_slice();
         let wait = self.sock.start();
+        if self.tls.get().is_some() {
+            // As ssl.SSLSocket.send: the whole buffer goes out as records.
+            self.write_all(py, buf, flags, wait)?;
+            return Ok(buf.len());
+        }
         blocking(py, || self.sock.send(buf, flags, wait))
     }
 
     #[pyo3(signature = (data, flags=0, /))]
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<()> {
         let data = BytesArg::extract(data)?;
-        let buf = data.as_slice();
-        let wait = self.sock.start();
-        let mut sent = 0;
-        blocking(py, || self.sock.sendall(buf, flags, wait, &mut sent))
+        self.write_all(py, data.as_slice(), flags, self.sock.start())
     }
 
     #[pyo3(signature = (bufsize, flags=0, /))]
@@ -315,6 +391,13 @@ impl Socket {
             // CPython returns at once without touching the socket, even a closed one.
             return Ok(PyBytes::new(py, b""));
         }
+        let wait = self.sock.start();
+        if let Some(tls) = self.tls.get() {
+            // Plaintext from rustls, into zeroed memory (rustls writes through a `&mut [u8]`).
+            let mut buf = vec![0u8; len];
+            let n = blocking(py, || tls.read(&self.sock, &mut buf, wait))?;
+            return Ok(PyBytes::new(py, &buf[..n]));
+        }
         let bytes = uninit_bytes(py, len)?;
         // SAFETY: `bytes` is a fresh, unshared bytes object of `len` bytes; the kernel fills
         // its prefix, and only that prefix is ever exposed.
@@ -324,7 +407,6 @@ impl Socket {
                 len,
             )
         };
-        let wait = self.sock.start();
         let n = blocking(py, || self.sock.recv(buf, flags, wait))?;
         if n == len {
             // SAFETY: created as bytes above.
@@ -359,7 +441,11 @@ impl Socket {
         // SAFETY: a writable C-contiguous buffer of at least `len` bytes, pinned by `target`.
         let buf = unsafe { std::slice::from_raw_parts_mut(target.buf_ptr() as *mut u8, len) };
         let wait = self.sock.start();
-        blocking(py, || self.sock.recv_into(buf, flags, wait))
+        // As with ssl.SSLSocket, flags only reach a plain socket.
+        blocking(py, || match self.tls.get() {
+            Some(_) => self.read_some(buf, wait),
+            None => self.sock.recv_into(buf, flags, wait),
+        })
     }
 
     #[pyo3(signature = (how, /))]
@@ -367,11 +453,16 @@ impl Socket {
         let how: i64 = how.extract()?;
         let how = i32::try_from(how)
             .map_err(|_| PyOverflowError::new_err("Python int too large to convert to C int"))?;
-        Ok(self.sock.shutdown(how)?)
+        Ok(self.shutdown_side(how)?)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        Ok(py.detach(|| self.sock.close())?)
+        Ok(py.detach(|| self.close_stream())?)
+    }
+
+    /// The negotiated TLS version ("TLSv1.3", "TLSv1.2"), or None for a plain socket.
+    fn tls_version(&self) -> Option<&'static str> {
+        self.tls.get().and_then(|t| t.version())
     }
 
     /// Gives up the fd without closing it and returns it (-1 if already closed).

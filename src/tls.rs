@@ -1,0 +1,511 @@
+//! TLS for a whole stream: rustls (ring provider) over a [`Sock`], with the stdlib's timeout
+//! model, usable from a reading and a writing thread at once.
+//!
+//! Three locks, never held across a blocking call in the wrong order:
+//! - `state` (the rustls connection) is held only to move bytes in or out of rustls;
+//! - `write_turn` is held by whoever sends TLS records, from producing them to sending them,
+//!   so records go out in the order rustls numbered them;
+//! - `read_turn` lets one thread at a time read ciphertext from the socket.
+//!
+//! Handshakes wait with the caller's deadline, so a silent or plaintext peer ends in a timeout
+//! or an error, never a hang.
+
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
+use rustls::{Connection, ServerConfig, ServerConnection, SignatureScheme};
+
+use crate::error::{Error, Result, TlsFailure};
+use crate::socket::{Sock, Wait};
+use crate::turn::WriteTurn;
+
+/// Plaintext handed to rustls at a time: records are produced and sent in pieces this size,
+/// so a large `sendall` never holds more than one piece of ciphertext in memory.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_error(failure: TlsFailure, message: impl Into<String>) -> Error {
+    Error::Tls {
+        failure,
+        message: message.into(),
+    }
+}
+
+fn config_error(what: &str, err: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("{what}: {err}"))
+}
+
+fn load_certs(path: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| config_error(&format!("cannot read certificates from {path:?}"), e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| config_error(&format!("bad certificate in {path:?}"), e))?;
+    if certs.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no PEM certificate in {path:?}"
+        )));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &str) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| config_error(&format!("cannot read a private key from {path:?}"), e))
+}
+
+fn roots(ca: Option<&str>) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in load_certs(path)? {
+                store
+                    .add(cert)
+                    .map_err(|e| config_error(&format!("bad CA certificate in {path:?}"), e))?;
+            }
+        }
+        None => {
+            // The operating system's trust store, as ssl.create_default_context() uses.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = store.add(cert);
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// Client settings: the rustls configuration and the name to verify the server against.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    pub config: Arc<ClientConfig>,
+    /// The name checked against the server's certificate (`None`: the host connected to).
+    pub server_name: Option<String>,
+    pub insecure: bool,
+}
+
+impl ClientSettings {
+    /// `ca`: PEM file of trusted CAs (`None`: the system's). `insecure`: no verification at
+    /// all. `cert`/`key`: a client certificate for mutual TLS.
+    pub fn new(
+        ca: Option<&str>,
+        server_name: Option<String>,
+        insecure: bool,
+        cert: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Self> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| config_error("TLS client", e))?;
+        let builder = if insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+        } else {
+            builder.with_root_certificates(roots(ca)?)
+        };
+        let config = match (cert, key) {
+            (Some(cert), Some(key)) => builder
+                .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+                .map_err(|e| config_error("client certificate", e))?,
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "a client certificate needs both cert and key".into(),
+                ))
+            }
+        };
+        Ok(ClientSettings {
+            config: Arc::new(config),
+            server_name,
+            insecure,
+        })
+    }
+}
+
+/// A server configuration: certificate chain and key, and (for mutual TLS) the CAs client
+/// certificates must chain to.
+pub fn server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Result<Arc<ServerConfig>> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error("TLS server", e))?;
+    let builder = match client_ca {
+        Some(path) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(Some(path))?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| config_error("client CA", e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(load_certs(cert)?, load_key(key)?)
+        .map_err(|e| config_error("server certificate", e))?;
+    Ok(Arc::new(config))
+}
+
+/// `insecure=True`: accepts any certificate (signatures are still checked, so the handshake
+/// itself stays sound).
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The name a client verifies: a DNS name, or an IP address literal.
+pub fn server_name(host: &str) -> Result<ServerName<'static>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(ServerName::IpAddress(ip.into()));
+    }
+    ServerName::try_from(host.to_owned())
+        .map_err(|_| Error::InvalidArgument(format!("invalid TLS server name {host:?}")))
+}
+
+/// How far a TLS write got, kept by the caller so that a write interrupted by a signal
+/// resumes without encrypting or sending anything twice.
+#[derive(Debug, Default)]
+pub struct WriteProgress {
+    /// Plaintext bytes handed to rustls.
+    consumed: usize,
+    /// Records produced and not yet fully sent.
+    records: Vec<u8>,
+    sent: usize,
+}
+
+/// The reading side's buffers, owned by whoever holds the read turn.
+struct ReadSide {
+    /// Where ciphertext is read from the socket.
+    buf: Vec<u8>,
+    /// Ciphertext read but not yet taken by rustls (it takes no more while its plaintext
+    /// buffer is full, until the reader drains it).
+    pending: Vec<u8>,
+    /// The socket reported end of stream.
+    eof: bool,
+}
+
+/// A TLS session over a socket.
+pub struct TlsSession {
+    state: Mutex<Connection>,
+    write_turn: WriteTurn,
+    /// Held while reading ciphertext from the socket.
+    read_turn: Mutex<ReadSide>,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession").finish_non_exhaustive()
+    }
+}
+
+/// Maps a rustls error to the failure a Python `ssl` user expects.
+fn from_rustls(err: rustls::Error) -> Error {
+    use rustls::{CertificateError, Error as E};
+    match &err {
+        E::InvalidCertificate(cert) => {
+            let detail = match cert {
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => {
+                    "Hostname mismatch, certificate is not valid for the requested name".to_owned()
+                }
+                CertificateError::UnknownIssuer => {
+                    "unable to get local issuer certificate".to_owned()
+                }
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    "certificate has expired".to_owned()
+                }
+                other => format!("{other:?}"),
+            };
+            tls_error(
+                TlsFailure::CertVerify,
+                format!(
+                    "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {detail} ({err})"
+                ),
+            )
+        }
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. } => tls_error(
+            TlsFailure::Protocol,
+            format!("[SSL: WRONG_VERSION_NUMBER] the peer does not speak TLS ({err})"),
+        ),
+        E::AlertReceived(alert) => tls_error(
+            TlsFailure::Protocol,
+            format!("[SSL: TLSV1_ALERT] the peer sent the TLS alert {alert:?}"),
+        ),
+        E::NoCertificatesPresented => tls_error(
+            TlsFailure::Protocol,
+            "[SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE] the client sent no certificate".to_owned(),
+        ),
+        _ => tls_error(TlsFailure::Protocol, format!("[SSL] {err}")),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TlsSession {
+    pub fn client(settings: &ClientSettings, host: &str) -> Result<Self> {
+        let name = server_name(settings.server_name.as_deref().unwrap_or(host))?;
+        let conn = ClientConnection::new(settings.config.clone(), name).map_err(from_rustls)?;
+        Ok(Self::wrap(conn.into()))
+    }
+
+    pub fn server(config: &Arc<ServerConfig>) -> Result<Self> {
+        let conn = ServerConnection::new(config.clone()).map_err(from_rustls)?;
+        Ok(Self::wrap(conn.into()))
+    }
+
+    fn wrap(conn: Connection) -> Self {
+        TlsSession {
+            state: Mutex::new(conn),
+            write_turn: WriteTurn::default(),
+            read_turn: Mutex::new(ReadSide {
+                buf: vec![0; 18 * 1024],
+                pending: Vec::new(),
+                eof: false,
+            }),
+        }
+    }
+
+    /// The negotiated protocol, e.g. `"TLSv1.3"`.
+    pub fn version(&self) -> Option<&'static str> {
+        lock(&self.state).protocol_version().map(|v| match v {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
+        })
+    }
+
+    /// Sends whatever records rustls has queued (handshake messages, alerts). The records are
+    /// small, so an interruption by a signal is retried here rather than surfaced.
+    fn flush(&self, sock: &Sock, wait: Wait) -> Result<()> {
+        let _turn = self.write_turn.take();
+        let mut records = Vec::new();
+        {
+            let mut conn = lock(&self.state);
+            while conn.wants_write() {
+                conn.write_tls(&mut records)?;
+            }
+        }
+        let mut sent = 0;
+        while sent < records.len() {
+            match sock.sendall(&records, 0, wait, &mut sent) {
+                Err(e) if e.is_interrupted() => continue,
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands pending ciphertext to rustls as far as it takes it, processing as it goes, and
+    /// records the end of stream once everything before it was taken.
+    fn absorb(&self, sock: &Sock, wait: Wait, side: &mut ReadSide) -> Result<()> {
+        let processed = {
+            let mut conn = lock(&self.state);
+            let mut rest = &side.pending[..];
+            let mut result = Ok(());
+            while !rest.is_empty() && conn.wants_read() {
+                if conn.read_tls(&mut rest)? == 0 {
+                    break;
+                }
+                result = conn.process_new_packets().map(|_| ());
+                if result.is_err() {
+                    break;
+                }
+            }
+            let taken = side.pending.len() - rest.len();
+            side.pending.drain(..taken);
+            if result.is_ok() && side.eof && side.pending.is_empty() {
+                conn.read_tls(&mut &[][..])?; // the end of stream
+                result = conn.process_new_packets().map(|_| ());
+            }
+            result
+        };
+        if let Err(err) = processed {
+            // rustls queued an alert for the peer: send it, then report.
+            let _ = self.flush(sock, wait);
+            return Err(from_rustls(err));
+        }
+        Ok(())
+    }
+
+    /// Reads more ciphertext from the socket into `side.pending` (or notes the end).
+    fn fill(&self, sock: &Sock, wait: Wait, side: &mut ReadSide) -> Result<()> {
+        let ReadSide { buf, pending, eof } = side;
+        let n = sock.recv_into(buf, 0, wait)?;
+        if n == 0 {
+            *eof = true;
+        } else {
+            pending.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    }
+
+    /// Runs the handshake to completion. Restartable after `EINTR`.
+    pub fn handshake(&self, sock: &Sock, wait: Wait) -> Result<()> {
+        let mut side = lock(&self.read_turn);
+        loop {
+            self.flush(sock, wait)?;
+            if !lock(&self.state).is_handshaking() {
+                return Ok(());
+            }
+            if side.eof {
+                return Err(tls_error(
+                    TlsFailure::Eof,
+                    "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in violation of protocol \
+                     (the peer closed during the handshake)",
+                ));
+            }
+            if side.pending.is_empty() {
+                self.fill(sock, wait, &mut side)?;
+            }
+            self.absorb(sock, wait, &mut side)?;
+        }
+    }
+
+    /// Reads plaintext; `Ok(0)` is the end of the stream (a peer that closes without
+    /// `close_notify` also ends it, like Python's `suppress_ragged_eofs=True`).
+    pub fn read(&self, sock: &Sock, out: &mut [u8], wait: Wait) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let mut side = lock(&self.read_turn);
+        loop {
+            let wants_write = {
+                let mut conn = lock(&self.state);
+                match conn.reader().read(out) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e.into()),
+                }
+                conn.wants_write()
+            };
+            if wants_write {
+                self.flush(sock, wait)?; // a key update or alert the peer is owed
+            }
+            if side.eof && side.pending.is_empty() {
+                return Ok(0);
+            }
+            if side.pending.is_empty() {
+                self.fill(sock, wait, &mut side)?;
+            }
+            self.absorb(sock, wait, &mut side)?;
+        }
+    }
+
+    /// Writes all of `data`, resuming from `progress` (see [`WriteProgress`]). The caller
+    /// holds the write turn from [`TlsSession::write_turn`] across retries.
+    pub fn write_all(
+        &self,
+        sock: &Sock,
+        data: &[u8],
+        wait: Wait,
+        progress: &mut WriteProgress,
+    ) -> Result<()> {
+        loop {
+            if progress.sent < progress.records.len() {
+                sock.sendall(&progress.records, 0, wait, &mut progress.sent)?;
+            }
+            if progress.consumed >= data.len() {
+                return Ok(());
+            }
+            let end = (progress.consumed + WRITE_CHUNK).min(data.len());
+            progress.records.clear();
+            progress.sent = 0;
+            let mut conn = lock(&self.state);
+            conn.writer().write_all(&data[progress.consumed..end])?;
+            while conn.wants_write() {
+                conn.write_tls(&mut progress.records)?;
+            }
+            progress.consumed = end;
+        }
+    }
+
+    /// The turn a writer holds across a whole [`TlsSession::write_all`].
+    pub fn write_turn(&self) -> &WriteTurn {
+        &self.write_turn
+    }
+
+    /// Sends `close_notify` (best effort, without waiting): the peer sees a clean end.
+    pub fn close_notify(&self, sock: &Sock) {
+        lock(&self.state).send_close_notify();
+        let _ = self.flush(sock, Wait::NonBlocking);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names() {
+        assert!(matches!(
+            server_name("127.0.0.1"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(
+            server_name("example.com"),
+            Ok(ServerName::DnsName(_))
+        ));
+        assert!(server_name("bad name!").is_err());
+    }
+
+    #[test]
+    fn missing_files_are_clear_errors() {
+        let err = server_config("/nonexistent/cert.pem", "/nonexistent/key.pem", None).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    }
+}
