@@ -307,3 +307,25 @@ def test_connection_closes_on_a_tampered_packet():
             client.recv()
         assert client.socket.fileno() == -1
         raw.close()
+
+
+def test_a_forked_child_never_reuses_the_parents_nonces():
+    """Nonces come from a per-thread pool of OS randomness; a child must not inherit it."""
+    fmt = sw.PacketFormat("!I", cipher=sw.Cipher("aes-256-gcm", bytes(32)))
+    fmt.pack(b"fill the pool")  # the parent's pool now holds unused nonces
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next 10 nonces, then leave at once
+        os.close(read_end)
+        os.write(write_end, b"".join(fmt.pack(b"x")[4:16] for _ in range(10)))
+        os._exit(0)
+    os.close(write_end)
+    child = b""
+    while chunk := os.read(read_end, 4096):
+        child += chunk
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    parent = [fmt.pack(b"x")[4:16] for _ in range(10)]
+    child_nonces = [child[i : i + 12] for i in range(0, len(child), 12)]
+    assert len(child_nonces) == 10
+    assert not set(parent) & set(child_nonces)

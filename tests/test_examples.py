@@ -14,6 +14,12 @@ EXPECT = {
     "seed_walkthrough.py": ["registry: 3 of 4 clients", "turned away:", "closing everything: 0"],
     "sticky_packets.py": ["client: 10 writes, 5000 bytes", "the write boundaries are gone"],
     "framed_echo.py": ["reply msg_id=1001 b'ALICE:SECRET'", "20 replies in order", "server done"],
+    "secure_chat.py": ["alice <- welcome, alice", "(zstd, then sealed)", "refused a client"],
+    "tls_echo.py": [
+        "sockwire client (TLSv1.3) <- b'HELLO FROM SOCKWIRE'",
+        "python ssl client (TLSv1.3) <- b'HELLO FROM SSL'",
+        "untrusted server refused by the client",
+    ],
 }
 
 
@@ -43,6 +49,8 @@ def test_demo():
         "ServerFull:",
         "10 sends arrived as",
         "split them into 10 packets",
+        "zstd + aes-256-gcm",
+        "one flipped bit: AuthenticationError",
         "done.",
     ]:
         assert text in proc.stdout, proc.stdout

@@ -113,11 +113,37 @@ def framing() -> None:
         server.close()
 
 
+def codecs() -> None:
+    _step(9, "one message plain, compressed (zstd) and encrypted (aes-256-gcm), with sizes")
+    message = b'{"player": 42, "action": "move", "x": 10.5, "y": -3.25}' * 8
+    header = ("!IHB", ("length", "msg_id", "flags"))
+    key = bytes(range(32))
+    formats = {
+        "plain": sw.PacketFormat(*header),
+        "zstd": sw.PacketFormat(*header, compress="zstd"),
+        "zstd + aes-256-gcm": sw.PacketFormat(
+            *header, compress="zstd", cipher=sw.Cipher("aes-256-gcm", key)
+        ),
+    }
+    for name, fmt in formats.items():
+        frame = fmt.pack(message, msg_id=7)
+        flags = frame[6]
+        assert fmt.unpack(frame).body == message
+        print(f"    {name:20s} {len(frame):4d} bytes on the wire (flags={flags:#04b})")
+    sealed = formats["zstd + aes-256-gcm"].pack(message, msg_id=7)
+    tampered = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    try:
+        formats["zstd + aes-256-gcm"].unpack(tampered)
+    except sw.AuthenticationError as exc:
+        print(f"    one flipped bit: AuthenticationError: {exc}")
+
+
 def main() -> int:
     print(f"sockwire {sw.__version__} demo: the seed recipe on loopback")
     socket_options()
     registry_walkthrough()
     sticky_packets()
     framing()
+    codecs()
     print("\ndone.")
     return 0
