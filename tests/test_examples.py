@@ -70,7 +70,11 @@ def test_no_command_prints_help_and_fails():
 
 @pytest.mark.parametrize(
     ("script", "marker"),
-    [("bench_socket.py", "ratio sockwire/stdlib"), ("bench_packets.py", "(c) request/response")],
+    [
+        ("bench_socket.py", "ratio sockwire/stdlib"),
+        ("bench_packets.py", "(c) request/response"),
+        ("bench_codecs.py", "(4) TLS bulk"),
+    ],
 )
 def test_benchmark_smoke(script, marker):
     """Each benchmark runs end to end (figures are not asserted: timing stays out of tests)."""
