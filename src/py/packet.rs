@@ -360,6 +360,18 @@ impl PacketFormat {
 }
 
 impl PacketFormat {
+    /// A format with the `compress=` and `cipher=` arguments applied.
+    fn build(
+        format: Format,
+        compress: Option<&Bound<'_, PyAny>>,
+        cipher: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let format = format.with_pipeline(compression_arg(compress)?, cipher_arg(cipher)?)?;
+        Ok(PacketFormat {
+            format: Arc::new(format),
+        })
+    }
+
     /// `PacketFormat()`: a 4-byte big-endian length, then the body.
     pub(crate) fn default_format() -> Self {
         PacketFormat::new("!I", None, false, DEFAULT_MAX_BODY, None, None, None)
@@ -398,11 +410,8 @@ impl PacketFormat {
             length_includes_header,
             max_body,
             &borrowed(&expect),
-        )?
-        .with_pipeline(compression_arg(compress)?, cipher_arg(cipher)?)?;
-        Ok(PacketFormat {
-            format: Arc::new(format),
-        })
+        )?;
+        PacketFormat::build(format, compress, cipher)
     }
 
     /// A format from Netty `LengthFieldBasedFrameDecoder` parameters, with Netty's semantics.
@@ -432,11 +441,8 @@ impl PacketFormat {
             max_frame,
             order_arg(byteorder)?,
             &borrowed(&expect),
-        )?
-        .with_pipeline(compression_arg(compress)?, cipher_arg(cipher)?)?;
-        Ok(PacketFormat {
-            format: Arc::new(format),
-        })
+        )?;
+        PacketFormat::build(format, compress, cipher)
     }
 
     /// The protobuf base-128 varint length prefix (Netty's `ProtobufVarint32FrameDecoder`).
@@ -450,11 +456,7 @@ impl PacketFormat {
         compress: Option<&Bound<'_, PyAny>>,
         cipher: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let format = Format::varint(max_body)
-            .with_pipeline(compression_arg(compress)?, cipher_arg(cipher)?)?;
-        Ok(PacketFormat {
-            format: Arc::new(format),
-        })
+        PacketFormat::build(Format::varint(max_body), compress, cipher)
     }
 
     /// The body compression, if any.
