@@ -202,6 +202,13 @@ def test_mutual_tls(pki, side):
         assert len(lst.clients) == 0
 
 
+def test_tls_socket_cannot_leak_to_a_plain_stdlib_socket(pki):
+    addr, _ = ssl_server(pki)
+    with sw.create_client(addr, timeout=5, tls=sw.TlsConfig.client(ca=pki["ca"])) as s:
+        with pytest.raises(ValueError, match="bypass TLS"):
+            s.to_stdlib()
+
+
 def test_wrong_hostname_is_a_verification_error(pki):
     addr, _ = ssl_server(pki)
     tls = sw.TlsConfig.client(ca=pki["ca"], server_name="wrong.example")

@@ -190,7 +190,8 @@ class Socket:
 
     def to_stdlib(self) -> socket.socket:
         """A ``socket.socket`` on a duplicate of this fd, with the same timeout. Both stay open
-        and share the connection (and the fd's non-blocking flag)."""
+        and share the connection (and the fd's non-blocking flag). ``ValueError`` for a TLS
+        socket, whose session cannot leave sockwire."""
 
     @classmethod
     def from_stdlib(cls, sock: socket.socket) -> Self:

@@ -537,6 +537,12 @@ impl Socket {
         if fd < 0 {
             return Err(os_error(libc::EBADF));
         }
+        if self.tls.get().is_some() {
+            // A plain socket on this fd would read and write raw TLS records.
+            return Err(PyValueError::new_err(
+                "to_stdlib() of a TLS socket would bypass TLS: the session lives in sockwire",
+            ));
+        }
         // SAFETY: F_DUPFD_CLOEXEC on an open fd returns a new fd or -1.
         let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
         if dup < 0 {
