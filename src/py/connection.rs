@@ -81,14 +81,14 @@ impl Connection {
     fn recv_packet(&self, py: Python<'_>, wait: Wait) -> PyResult<Py<Packet>> {
         let mut st = self.recv_state()?;
         let st = &mut *st;
-        let sock = &self.sock.get().sock;
+        let socket = self.sock.get();
         loop {
             if let Some(p) = st.ready.pop_front() {
                 return Ok(p);
             }
             if let Some(err) = st.error.take() {
                 // After a bad frame the stream cannot be trusted: the connection closes.
-                let _ = sock.close();
+                let _ = socket.close_stream();
                 st.eof = true;
                 return Err(err);
             }
@@ -96,8 +96,7 @@ impl Connection {
                 return Err(Error::ConnectionClosed.into());
             }
             let scratch = &mut st.scratch;
-            let socket = self.sock.get();
-            let n = blocking(py, || socket.read_some(scratch, wait))?;
+            let n = blocking(py, || socket.read_some(scratch, 0, wait))?;
             if n == 0 {
                 st.eof = true;
                 st.decoder.finish()?;

@@ -72,10 +72,16 @@ impl Socket {
     }
 
     /// Reads what is available (plaintext, over TLS); `Ok(0)` is the end of the stream.
-    pub(crate) fn read_some(&self, buf: &mut [u8], wait: Wait) -> crate::error::Result<usize> {
+    /// As with `ssl.SSLSocket`, `flags` only reach a plain socket.
+    pub(crate) fn read_some(
+        &self,
+        buf: &mut [u8],
+        flags: i32,
+        wait: Wait,
+    ) -> crate::error::Result<usize> {
         match self.tls.get() {
             Some(tls) => tls.read(&self.sock, buf, wait),
-            None => self.sock.recv_into(buf, 0, wait),
+            None => self.sock.recv_into(buf, flags, wait),
         }
     }
 
@@ -441,11 +447,7 @@ impl Socket {
         // SAFETY: a writable C-contiguous buffer of at least `len` bytes, pinned by `target`.
         let buf = unsafe { std::slice::from_raw_parts_mut(target.buf_ptr() as *mut u8, len) };
         let wait = self.sock.start();
-        // As with ssl.SSLSocket, flags only reach a plain socket.
-        blocking(py, || match self.tls.get() {
-            Some(_) => self.read_some(buf, wait),
-            None => self.sock.recv_into(buf, flags, wait),
-        })
+        blocking(py, || self.read_some(buf, flags, wait))
     }
 
     #[pyo3(signature = (how, /))]
