@@ -12,6 +12,7 @@ pub mod format;
 pub mod recipe;
 pub mod registry;
 pub mod socket;
+pub mod stream;
 pub mod tls;
 pub mod turn;
 

@@ -8,12 +8,19 @@
 //! Blocking calls here never touch Python. A call interrupted by a signal returns the `EINTR`
 //! error; the binding layer runs the signal handlers and calls again with the same [`Wait`],
 //! so the deadline of a timed call survives the retry.
+//!
+//! Unlike CPython, a call in progress keeps its fd number allocated: `close()` from another
+//! thread gives the number back only when the last call using it returns. CPython closes at
+//! once, and a timed `sendall` that re-reads the fd between polls can find the number already
+//! reused by the next `accept` and write the rest of its data into an unrelated connection.
+//! Here every retry checks that the socket is still open and fails with `EBADF` otherwise, and
+//! the number it checks cannot have changed owner meanwhile.
 
 use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -79,12 +86,43 @@ enum Ready {
 #[derive(Debug)]
 pub struct Sock {
     fd: AtomicI32,
+    /// Calls using the fd right now, plus [`CLOSED`] once `close()` has given it up.
+    users: AtomicU32,
+    /// The fd `close()` gave up while calls were still using it; the last of them closes it.
+    orphan: AtomicI32,
     timeout_ns: AtomicI64,
     family: i32,
     ty: i32,
     proto: i32,
     /// The client group this socket is registered in, left when the socket closes.
     membership: Mutex<Option<Membership>>,
+}
+
+/// The bit of `Sock::users` that says `close()` was called.
+const CLOSED: u32 = 1 << 31;
+
+/// One call's use of the fd: while it lives, the fd number stays this socket's.
+struct InUse<'a> {
+    sock: &'a Sock,
+    fd: RawFd,
+}
+
+impl InUse<'_> {
+    /// `EBADF` once the socket was closed or detached since this use began (CPython re-reads
+    /// its fd before every retry and fails the same way).
+    fn still_open(&self) -> Result<()> {
+        if self.sock.fd.load(Ordering::SeqCst) == self.fd {
+            Ok(())
+        } else {
+            Err(Error::os(libc::EBADF))
+        }
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.sock.leave();
+    }
 }
 
 impl Sock {
@@ -103,6 +141,8 @@ impl Sock {
     pub unsafe fn from_raw(fd: RawFd, family: i32, ty: i32, proto: i32) -> Sock {
         Sock {
             fd: AtomicI32::new(fd),
+            users: AtomicU32::new(0),
+            orphan: AtomicI32::new(-1),
             timeout_ns: AtomicI64::new(-1),
             family,
             // The creation flags are not part of the type, as in CPython's `socket.type`.
@@ -139,10 +179,21 @@ impl Sock {
         self.proto
     }
 
-    fn raw(&self) -> Result<RawFd> {
-        match self.fileno() {
-            -1 => Err(Error::os(libc::EBADF)),
-            fd => Ok(fd),
+    /// Starts a use of the fd (`EBADF` if closed). Every system call on the fd goes through one.
+    fn enter(&self) -> Result<InUse<'_>> {
+        let users = self.users.fetch_add(1, Ordering::SeqCst);
+        let fd = self.fd.load(Ordering::SeqCst);
+        let in_use = InUse { sock: self, fd };
+        if users & CLOSED != 0 || fd < 0 {
+            return Err(Error::os(libc::EBADF)); // dropping `in_use` leaves again
+        }
+        Ok(in_use)
+    }
+
+    /// Ends a use; the last use after `close()` closes the fd `close()` left behind.
+    fn leave(&self) {
+        if self.users.fetch_sub(1, Ordering::SeqCst) == CLOSED | 1 {
+            close_fd(self.orphan.swap(-1, Ordering::SeqCst));
         }
     }
 
@@ -156,7 +207,7 @@ impl Sock {
         // CPython records the timeout before touching the fd, so even on a closed socket
         // (EBADF) `gettimeout()` afterwards reports the new value; keep that order.
         self.timeout_ns.store(timeout.to_nanos(), Ordering::Release);
-        set_nonblocking(self.raw()?, timeout != Timeout::Blocking)
+        set_nonblocking(self.enter()?.fd, timeout != Timeout::Blocking)
     }
 
     /// Starts the clock for one call in the current mode.
@@ -172,13 +223,19 @@ impl Sock {
         wait: Wait,
         mut op: impl FnMut(&socket2::Socket) -> io::Result<T>,
     ) -> Result<T> {
-        let fd = self.raw()?;
-        // SAFETY: the fd stays owned by `self`; ManuallyDrop keeps this view from closing it.
-        let sock = ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(fd) });
+        let fd = self.enter()?;
+        // SAFETY: `fd` keeps the fd open and owned by `self`; ManuallyDrop keeps this view from
+        // closing it.
+        let sock = ManuallyDrop::new(unsafe { socket2::Socket::from_raw_fd(fd.fd) });
         loop {
             match op(&sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => match wait {
-                    Wait::Until(deadline) => poll_ready(fd, ready, Some(deadline))?,
+                    Wait::Until(deadline) => {
+                        let polled = poll_ready(fd.fd, ready, Some(deadline));
+                        // Closed meanwhile: EBADF, even if the deadline passed too (as CPython).
+                        fd.still_open()?;
+                        polled?;
+                    }
                     _ => return Err(e.into()),
                 },
                 r => return r.map_err(Error::from),
@@ -220,13 +277,15 @@ impl Sock {
 
     /// Waits until a connection in progress completes or fails, and reports which.
     pub fn finish_connect(&self, wait: Wait) -> Result<()> {
-        let fd = self.raw()?;
-        match wait {
-            Wait::Until(deadline) => poll_ready(fd, Ready::Write, Some(deadline))?,
-            Wait::Blocking => poll_ready(fd, Ready::Write, None)?,
-            Wait::NonBlocking => {}
-        }
-        match getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)? {
+        let fd = self.enter()?;
+        let polled = match wait {
+            Wait::Until(deadline) => poll_ready(fd.fd, Ready::Write, Some(deadline)),
+            Wait::Blocking => poll_ready(fd.fd, Ready::Write, None),
+            Wait::NonBlocking => Ok(()),
+        };
+        fd.still_open()?;
+        polled?;
+        match getsockopt_int(fd.fd, libc::SOL_SOCKET, libc::SO_ERROR)? {
             0 | libc::EISCONN => Ok(()),
             errno => Err(Error::os(errno)),
         }
@@ -258,20 +317,28 @@ impl Sock {
     /// a signal can be resumed without resending anything. One deadline covers the whole call.
     /// Like CPython, it makes at least one `send` call, so an empty `sendall` on a closed or
     /// unconnected socket fails as the stdlib's does.
+    ///
+    /// A blocking `send` that a signal interrupts after some bytes went out returns their
+    /// count rather than `EINTR`; CPython runs the signal handlers between sends, so this
+    /// returns `EINTR` after any short blocking send (on Linux a blocking TCP send is short
+    /// only when interrupted) and the caller resumes after running them.
     pub fn sendall(&self, buf: &[u8], flags: i32, wait: Wait, sent: &mut usize) -> Result<()> {
         loop {
             *sent += self.send(&buf[*sent..], flags, wait)?;
             if *sent >= buf.len() {
                 return Ok(());
             }
+            if wait == Wait::Blocking {
+                return Err(Error::os(libc::EINTR));
+            }
         }
     }
 
     /// `shutdown(how)` with the raw value, so an invalid `how` is the kernel's `EINVAL`.
     pub fn shutdown(&self, how: i32) -> Result<()> {
-        let fd = self.raw()?;
+        let fd = self.enter()?;
         // SAFETY: plain system call on an fd we own.
-        if unsafe { libc::shutdown(fd, how) } < 0 {
+        if unsafe { libc::shutdown(fd.fd, how) } < 0 {
             return Err(io::Error::last_os_error().into());
         }
         Ok(())
@@ -292,11 +359,11 @@ impl Sock {
     }
 
     pub fn setsockopt_bytes(&self, level: i32, name: i32, value: &[u8]) -> Result<()> {
-        let fd = self.raw()?;
+        let fd = self.enter()?;
         // SAFETY: `value` is valid for `value.len()` bytes.
         let rc = unsafe {
             libc::setsockopt(
-                fd,
+                fd.fd,
                 level,
                 name,
                 value.as_ptr().cast(),
@@ -311,9 +378,9 @@ impl Sock {
 
     /// `setsockopt(level, name, None, optlen)`: a NULL value with a length.
     pub fn setsockopt_null(&self, level: i32, name: i32, optlen: u32) -> Result<()> {
-        let fd = self.raw()?;
+        let fd = self.enter()?;
         // SAFETY: a NULL option value is what the caller asked for; the kernel validates it.
-        let rc = unsafe { libc::setsockopt(fd, level, name, std::ptr::null(), optlen) };
+        let rc = unsafe { libc::setsockopt(fd.fd, level, name, std::ptr::null(), optlen) };
         if rc < 0 {
             return Err(io::Error::last_os_error().into());
         }
@@ -321,16 +388,16 @@ impl Sock {
     }
 
     pub fn getsockopt_int(&self, level: i32, name: i32) -> Result<i32> {
-        getsockopt_int(self.raw()?, level, name)
+        getsockopt_int(self.enter()?.fd, level, name)
     }
 
     /// Reads an option as at most `buflen` raw bytes.
     pub fn getsockopt_bytes(&self, level: i32, name: i32, buflen: usize) -> Result<Vec<u8>> {
-        let fd = self.raw()?;
+        let fd = self.enter()?;
         let mut buf = vec![0u8; buflen];
         let mut len = buflen as libc::socklen_t;
         // SAFETY: `buf` is valid for `len` bytes and the kernel writes at most that many.
-        let rc = unsafe { libc::getsockopt(fd, level, name, buf.as_mut_ptr().cast(), &mut len) };
+        let rc = unsafe { libc::getsockopt(fd.fd, level, name, buf.as_mut_ptr().cast(), &mut len) };
         if rc < 0 {
             return Err(io::Error::last_os_error().into());
         }
@@ -363,16 +430,24 @@ impl Sock {
     }
 
     /// Closes the fd. Calling it again is harmless. `ECONNRESET` from close is ignored, as in
-    /// CPython: the socket is gone either way.
+    /// CPython: the socket is gone either way. While other threads' calls still use the fd
+    /// (a blocked `recv`, say), the socket reads as closed at once and the last of those calls
+    /// closes the fd when it returns: the kernel, too, keeps a socket open until the system
+    /// calls using it return.
     pub fn close(&self) -> Result<()> {
         // Leave the group before the fd number can be reused by another accept.
         self.leave_group();
-        let fd = self.fd.swap(-1, Ordering::AcqRel);
+        let fd = self.fd.swap(-1, Ordering::SeqCst);
         if fd < 0 {
             return Ok(());
         }
-        // SAFETY: the swap made this the only owner of `fd`.
-        if unsafe { libc::close(fd) } < 0 {
+        self.orphan.store(fd, Ordering::SeqCst);
+        if self.users.fetch_or(CLOSED, Ordering::SeqCst) & !CLOSED != 0 {
+            return Ok(()); // the last call using it closes it
+        }
+        let fd = self.orphan.swap(-1, Ordering::SeqCst);
+        // SAFETY: the swap made this the only owner of `fd` (-1 if a leaving call took it).
+        if fd >= 0 && unsafe { libc::close(fd) } < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::ECONNRESET) {
                 return Err(err.into());
@@ -409,6 +484,14 @@ fn sockaddr_of(addr: &SockAddr, family: i32) -> Result<SocketAddr> {
         libc::AF_INET => Ok(SocketAddr::from(([0u8; 4], 0))),
         libc::AF_INET6 => Ok(SocketAddr::from(([0u16; 8], 0))),
         _ => Err(Error::os(libc::EAFNOSUPPORT)),
+    }
+}
+
+/// Closes an fd nobody else owns (-1: nothing to do); errors have nowhere to go.
+fn close_fd(fd: RawFd) {
+    if fd >= 0 {
+        // SAFETY: the caller took sole ownership of `fd`.
+        unsafe { libc::close(fd) };
     }
 }
 
@@ -531,6 +614,34 @@ mod tests {
         assert_eq!(c.fileno(), -1);
         let err = c.recv_into(&mut [0u8; 4], 0, Wait::Blocking).unwrap_err();
         assert_eq!(err.errno(), Some(libc::EBADF));
+    }
+
+    #[test]
+    fn close_keeps_the_fd_number_until_the_call_using_it_returns() {
+        let (c, _s) = connected_pair();
+        let c = std::sync::Arc::new(c);
+        let fd = c.fileno();
+        let reader = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let wait = Timeout::After(Duration::from_millis(300)).start();
+                c.recv_into(&mut [0u8; 4], 0, wait)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        c.close().unwrap();
+        assert_eq!(c.fileno(), -1);
+        // The number still names the same open socket: nobody else can be given it.
+        // SAFETY: F_GETFD only reads the fd's flags.
+        assert!(unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0);
+        let (family, ..) = Sock::probe(fd).unwrap();
+        assert_eq!(family, libc::AF_INET);
+        let err = reader.join().unwrap().unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EBADF), "{err:?}");
+        assert!(matches!(
+            c.recv_into(&mut [0u8; 4], 0, Wait::NonBlocking),
+            Err(e) if e.errno() == Some(libc::EBADF)
+        ));
     }
 
     #[test]

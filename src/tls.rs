@@ -1,18 +1,25 @@
 //! TLS for a whole stream: rustls (ring provider) over a [`Sock`], with the stdlib's timeout
 //! model, usable from a reading and a writing thread at once.
 //!
-//! Three locks, never held across a blocking call in the wrong order:
-//! - `state` (the rustls connection) is held only to move bytes in or out of rustls;
-//! - `write_turn` is held by whoever sends TLS records, from producing them to sending them,
-//!   so records go out in the order rustls numbered them;
-//! - `read_turn` lets one thread at a time read ciphertext from the socket.
+//! What is shared, and how it is guarded:
+//! - `state` (the rustls connection) is locked only to move bytes in or out of rustls;
+//! - `outgoing` holds the records rustls produced and the socket has not taken yet, so a write
+//!   that a signal or a timeout interrupts leaves them for whoever writes next and the peer never
+//!   sees a cut record; one thread sends from it at a time, in order;
+//! - `read_turn` lets one thread at a time read ciphertext from the socket; waiting for it can be
+//!   interrupted (Ctrl-C).
+//!
+//! Keeping two writers' data apart is the caller's [`crate::stream::Stream`] write turn.
+//! Nothing here waits for a blocked writer: a reader that owes the peer an alert, or a
+//! `close_notify` from `close()`, skips sending when another thread is sending (that thread
+//! sends what rustls queued, or the socket is closing anyway).
 //!
 //! Handshakes wait with the caller's deadline, so a silent or plaintext peer ends in a timeout
 //! or an error, never a hang.
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -22,7 +29,7 @@ use rustls::{Connection, ServerConfig, ServerConnection, SignatureScheme};
 
 use crate::error::{Error, Result, TlsFailure};
 use crate::socket::{Sock, Wait};
-use crate::turn::WriteTurn;
+use crate::turn::Turn;
 
 /// Plaintext handed to rustls at a time: records are produced and sent in pieces this size,
 /// so a large `sendall` never holds more than one piece of ciphertext in memory.
@@ -212,13 +219,9 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>> {
         .map_err(|_| Error::InvalidArgument(format!("invalid TLS server name {host:?}")))
 }
 
-/// How far a TLS write got, kept by the caller so that a write interrupted by a signal
-/// resumes without encrypting or sending anything twice.
+/// Records produced by rustls and not yet fully sent.
 #[derive(Debug, Default)]
-pub struct WriteProgress {
-    /// Plaintext bytes handed to rustls.
-    consumed: usize,
-    /// Records produced and not yet fully sent.
+struct Outgoing {
     records: Vec<u8>,
     sent: usize,
 }
@@ -237,9 +240,10 @@ struct ReadSide {
 /// A TLS session over a socket.
 pub struct TlsSession {
     state: Mutex<Connection>,
-    write_turn: WriteTurn,
-    /// Held while reading ciphertext from the socket.
-    read_turn: Mutex<ReadSide>,
+    outgoing: Mutex<Outgoing>,
+    /// Taken by the thread reading ciphertext from the socket, which then locks `read_side`.
+    read_turn: Turn,
+    read_side: Mutex<ReadSide>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -310,8 +314,9 @@ impl TlsSession {
     fn wrap(conn: Connection) -> Self {
         TlsSession {
             state: Mutex::new(conn),
-            write_turn: WriteTurn::default(),
-            read_turn: Mutex::new(ReadSide {
+            outgoing: Mutex::default(),
+            read_turn: Turn::default(),
+            read_side: Mutex::new(ReadSide {
                 buf: vec![0; 18 * 1024],
                 pending: Vec::new(),
                 eof: false,
@@ -328,25 +333,38 @@ impl TlsSession {
         })
     }
 
-    /// Sends whatever records rustls has queued (handshake messages, alerts). The records are
-    /// small, so an interruption by a signal is retried here rather than surfaced.
+    /// Sends every record queued: first what an earlier, interrupted write left, then what
+    /// rustls has produced since. Resumable after `EINTR`: unsent bytes stay in `out`.
+    fn send_records(&self, out: &mut Outgoing, sock: &Sock, wait: Wait) -> Result<()> {
+        loop {
+            if out.sent == out.records.len() {
+                out.records.clear();
+                out.sent = 0;
+                let mut conn = lock(&self.state);
+                while conn.wants_write() {
+                    conn.write_tls(&mut out.records)?;
+                }
+                if out.records.is_empty() {
+                    return Ok(());
+                }
+            }
+            sock.sendall(&out.records, 0, wait, &mut out.sent)?;
+        }
+    }
+
+    /// Sends the records rustls queued (handshake messages, alerts, a key update).
     fn flush(&self, sock: &Sock, wait: Wait) -> Result<()> {
-        let _turn = self.write_turn.take();
-        let mut records = Vec::new();
-        {
-            let mut conn = lock(&self.state);
-            while conn.wants_write() {
-                conn.write_tls(&mut records)?;
-            }
+        self.send_records(&mut lock(&self.outgoing), sock, wait)
+    }
+
+    /// [`TlsSession::flush`] unless another thread is sending: that thread sends what rustls
+    /// queued along with its own records, and a reader must not wait for a blocked writer.
+    fn flush_if_idle(&self, sock: &Sock, wait: Wait) -> Result<()> {
+        match self.outgoing.try_lock() {
+            Ok(mut out) => self.send_records(&mut out, sock, wait),
+            Err(TryLockError::Poisoned(p)) => self.send_records(&mut p.into_inner(), sock, wait),
+            Err(TryLockError::WouldBlock) => Ok(()),
         }
-        let mut sent = 0;
-        while sent < records.len() {
-            match sock.sendall(&records, 0, wait, &mut sent) {
-                Err(e) if e.is_interrupted() => continue,
-                r => r?,
-            }
-        }
-        Ok(())
     }
 
     /// Hands pending ciphertext to rustls as far as it takes it, processing as it goes, and
@@ -375,7 +393,7 @@ impl TlsSession {
         };
         if let Err(err) = processed {
             // rustls queued an alert for the peer: send it, then report.
-            let _ = self.flush(sock, wait);
+            let _ = self.flush_if_idle(sock, wait);
             return Err(from_rustls(err));
         }
         Ok(())
@@ -395,7 +413,8 @@ impl TlsSession {
 
     /// Runs the handshake to completion. Restartable after `EINTR`.
     pub fn handshake(&self, sock: &Sock, wait: Wait) -> Result<()> {
-        let mut side = lock(&self.read_turn);
+        let _turn = self.read_turn.take(wait)?;
+        let mut side = lock(&self.read_side);
         loop {
             self.flush(sock, wait)?;
             if !lock(&self.state).is_handshaking() {
@@ -421,7 +440,8 @@ impl TlsSession {
         if out.is_empty() {
             return Ok(0);
         }
-        let mut side = lock(&self.read_turn);
+        let _turn = self.read_turn.take(wait)?;
+        let mut side = lock(&self.read_side);
         loop {
             let wants_write = {
                 let mut conn = lock(&self.state);
@@ -434,7 +454,7 @@ impl TlsSession {
                 conn.wants_write()
             };
             if wants_write {
-                self.flush(sock, wait)?; // a key update or alert the peer is owed
+                self.flush_if_idle(sock, wait)?; // a key update or alert the peer is owed
             }
             if side.eof && side.pending.is_empty() {
                 return Ok(0);
@@ -446,43 +466,46 @@ impl TlsSession {
         }
     }
 
-    /// Writes all of `data`, resuming from `progress` (see [`WriteProgress`]). The caller
-    /// holds the write turn from [`TlsSession::write_turn`] across retries.
+    /// Writes all of `data`, resuming after the `*consumed` bytes earlier calls handed to
+    /// rustls: call it again after `EINTR` with the same `consumed`. Records of an earlier,
+    /// interrupted write go out first. The caller holds its stream's write turn, so that two
+    /// threads' data do not interleave.
     pub fn write_all(
         &self,
         sock: &Sock,
         data: &[u8],
         wait: Wait,
-        progress: &mut WriteProgress,
+        consumed: &mut usize,
     ) -> Result<()> {
+        let mut out = lock(&self.outgoing);
         loop {
-            if progress.sent < progress.records.len() {
-                sock.sendall(&progress.records, 0, wait, &mut progress.sent)?;
-            }
-            if progress.consumed >= data.len() {
+            self.send_records(&mut out, sock, wait)?;
+            if *consumed >= data.len() {
                 return Ok(());
             }
-            let end = (progress.consumed + WRITE_CHUNK).min(data.len());
-            progress.records.clear();
-            progress.sent = 0;
-            let mut conn = lock(&self.state);
-            conn.writer().write_all(&data[progress.consumed..end])?;
-            while conn.wants_write() {
-                conn.write_tls(&mut progress.records)?;
-            }
-            progress.consumed = end;
+            // A piece at a time: never more than one piece of ciphertext in memory.
+            let end = (*consumed + WRITE_CHUNK).min(data.len());
+            *consumed += lock(&self.state).writer().write(&data[*consumed..end])?;
         }
     }
 
-    /// The turn a writer holds across a whole [`TlsSession::write_all`].
-    pub fn write_turn(&self) -> &WriteTurn {
-        &self.write_turn
+    /// Sends the records an interrupted write left, if any.
+    pub fn flush_pending(&self, sock: &Sock, wait: Wait) -> Result<()> {
+        self.flush(sock, wait)
     }
 
-    /// Sends `close_notify` (best effort, without waiting): the peer sees a clean end.
+    /// Sends `close_notify` (best effort, without waiting): the peer sees a clean end. Skipped
+    /// while another thread is sending: a record cannot be cut into, and `close()` or
+    /// `shutdown()` must not wait for a writer blocked on a peer that does not read (the
+    /// socket's own shutdown then wakes that writer).
     pub fn close_notify(&self, sock: &Sock) {
+        let mut out = match self.outgoing.try_lock() {
+            Ok(out) => out,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         lock(&self.state).send_close_notify();
-        let _ = self.flush(sock, Wait::NonBlocking);
+        let _ = self.send_records(&mut out, sock, Wait::NonBlocking);
     }
 }
 

@@ -1,37 +1,112 @@
-//! One writer at a time on a stream, across blocking calls.
+//! One thread at a time on one side of a stream, across blocking calls.
 //!
 //! A mutex guard cannot be held while a blocked write is interrupted by a signal, the GIL is
 //! taken back to run the handler and the write resumes; a turn can. It keeps two threads'
 //! frames (or TLS records) from interleaving on the wire.
+//!
+//! Two things a plain mutex gets wrong here:
+//! - **Waiting must be interruptible.** A thread waiting for the turn returns `EINTR` every
+//!   [`SLICE`], so the binding layer can run Python's signal handlers (Ctrl-C) and wait again,
+//!   and a timed call gives up at its deadline.
+//! - **The holder may take it again.** A signal handler runs on the thread whose send it
+//!   interrupted, while that send holds the turn; if the handler sends on the same stream, it
+//!   must not wait for itself. It nests instead, and writes what the interrupted send left
+//!   unwritten before its own data (the stdlib's socket, which has no turn, completes too).
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
 
-/// The right to write, taken by one thread at a time.
+use crate::error::{Error, Result};
+use crate::socket::Wait;
+
+/// How long a waiter sleeps before returning `EINTR` so that signal handlers can run: the
+/// longest a Ctrl-C waits to be noticed by a thread waiting for a turn.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// Who holds the turn, and how many times (nested takes by the same thread).
 #[derive(Debug, Default)]
-pub struct WriteTurn {
-    busy: Mutex<bool>,
+struct Holder {
+    thread: Option<ThreadId>,
+    depth: usize,
+}
+
+/// The right to use one side of a stream, taken by one thread at a time.
+#[derive(Debug, Default)]
+pub struct Turn {
+    holder: Mutex<Holder>,
     freed: Condvar,
 }
 
-/// A turn being held; dropping it passes the turn on.
-pub struct Turn<'a>(&'a WriteTurn);
+/// A turn being held; dropping it gives it back (or leaves one level of nesting).
+#[derive(Debug)]
+pub struct TurnGuard<'a>(&'a Turn);
 
-impl WriteTurn {
-    /// Waits for the turn (call it without holding the GIL).
-    pub fn take(&self) -> Turn<'_> {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        while *busy {
-            busy = self.freed.wait(busy).unwrap_or_else(|p| p.into_inner());
+impl Turn {
+    fn lock(&self) -> MutexGuard<'_, Holder> {
+        self.holder.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the turn as `wait` allows (call it without holding the GIL). While another thread
+    /// holds it: `EAGAIN` at once for a non-blocking call, `Timeout` at the deadline, and
+    /// `EINTR` after each [`SLICE`] of waiting, for the caller to run signal handlers and call
+    /// again. The thread already holding the turn gets it again at once.
+    pub fn take(&self, wait: Wait) -> Result<TurnGuard<'_>> {
+        let me = thread::current().id();
+        let mut holder = self.lock();
+        let started = Instant::now();
+        loop {
+            match holder.thread {
+                None => {
+                    *holder = Holder {
+                        thread: Some(me),
+                        depth: 1,
+                    };
+                    return Ok(TurnGuard(self));
+                }
+                Some(t) if t == me => {
+                    holder.depth += 1;
+                    return Ok(TurnGuard(self));
+                }
+                Some(_) => {}
+            }
+            let slice = match wait {
+                Wait::NonBlocking => return Err(Error::os(libc::EAGAIN)),
+                Wait::Blocking => SLICE,
+                Wait::Until(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    left.min(SLICE)
+                }
+            };
+            if started.elapsed() >= SLICE {
+                return Err(Error::os(libc::EINTR));
+            }
+            holder = self
+                .freed
+                .wait_timeout(holder, slice)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
-        *busy = true;
-        Turn(self)
+    }
+
+    /// Takes the turn only if nobody else holds it.
+    pub fn try_take(&self) -> Option<TurnGuard<'_>> {
+        self.take(Wait::NonBlocking).ok()
     }
 }
 
-impl Drop for Turn<'_> {
+impl Drop for TurnGuard<'_> {
     fn drop(&mut self) {
-        *self.0.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        self.0.freed.notify_one();
+        let mut holder = self.0.lock();
+        holder.depth -= 1;
+        if holder.depth == 0 {
+            holder.thread = None;
+            drop(holder);
+            self.0.freed.notify_one();
+        }
     }
 }
 
@@ -41,16 +116,26 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    /// Takes the turn the way the binding layer does: retrying after each `EINTR`.
+    fn take_retrying(turn: &Turn, wait: Wait) -> Result<TurnGuard<'_>> {
+        loop {
+            match turn.take(wait) {
+                Err(e) if e.is_interrupted() => continue,
+                r => return r,
+            }
+        }
+    }
+
     #[test]
     fn one_holder_at_a_time() {
-        let turn = Arc::new(WriteTurn::default());
+        let turn = Arc::new(Turn::default());
         let inside = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let (turn, inside) = (turn.clone(), inside.clone());
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        let _t = turn.take();
+                        let _t = take_retrying(&turn, Wait::Blocking).unwrap();
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
                         inside.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -60,5 +145,50 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
+    }
+
+    #[test]
+    fn the_holder_nests_and_the_turn_frees_after_the_outermost_guard() {
+        let turn = Arc::new(Turn::default());
+        let outer = turn.take(Wait::Blocking).unwrap();
+        let inner = turn.take(Wait::NonBlocking).unwrap();
+        drop(inner);
+        let other = {
+            let turn = turn.clone();
+            std::thread::spawn(move || turn.take(Wait::NonBlocking).map(drop))
+        };
+        assert_eq!(
+            other.join().unwrap().unwrap_err().errno(),
+            Some(libc::EAGAIN)
+        );
+        drop(outer);
+        let other = std::thread::spawn(move || turn.take(Wait::NonBlocking).map(drop));
+        assert!(other.join().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_waiter_is_interrupted_each_slice_and_times_out_at_its_deadline() {
+        let turn = Arc::new(Turn::default());
+        let _held = turn.take(Wait::Blocking).unwrap();
+        let turn2 = turn.clone();
+        let waiter = std::thread::spawn(move || {
+            let start = Instant::now();
+            let first = turn2.take(Wait::Blocking).map(drop).unwrap_err();
+            let interrupted_after = start.elapsed();
+            let deadline = Instant::now() + Duration::from_millis(120);
+            let mut interruptions = 0;
+            let last = loop {
+                match turn2.take(Wait::Until(deadline)) {
+                    Err(e) if e.is_interrupted() => interruptions += 1,
+                    r => break r.map(drop),
+                }
+            };
+            (first, interrupted_after, interruptions, last)
+        });
+        let (first, after, interruptions, last) = waiter.join().unwrap();
+        assert!(first.is_interrupted(), "{first:?}");
+        assert!(after >= SLICE && after < SLICE * 10, "{after:?}");
+        assert!(interruptions >= 1);
+        assert!(matches!(last, Err(Error::Timeout)), "{last:?}");
     }
 }

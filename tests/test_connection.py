@@ -132,8 +132,21 @@ def test_too_large_frame_closes_the_connection(raw_pair):
         conn.recv()
     assert info.value.length == 5000 and info.value.limit == 100
     assert conn.socket.fileno() == -1
-    with pytest.raises(sw.ConnectionClosed):
+
+
+def test_calls_after_a_bad_frame_say_the_connection_was_closed_because_of_it(raw_pair):
+    client, raw = raw_pair
+    fmt = sw.PacketFormat("!2sI", ("magic", "length"), expect={"magic": b"\xca\xfe"})
+    conn = sw.Connection(client.socket, fmt)
+    raw.sendall(b"\xde\xad" + bytes(10))
+    with pytest.raises(sw.ProtocolError):
         conn.recv()
+    for call in (conn.recv, lambda: conn.send(b"x"), conn.shutdown_write):
+        with pytest.raises(sw.ConnectionClosed, match="closed after the peer sent a bad frame"):
+            call()
+    with pytest.raises(sw.ConnectionClosed, match="magic"):  # and which frame
+        conn.recv()
+    conn.close()  # closing again is fine
 
 
 def test_garbage_header_closes_the_connection(raw_pair):

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from helpers import run_in_thread
 
 import sockwire as sw
 
@@ -98,3 +99,99 @@ def test_timed_recv_keeps_its_deadline_across_signals(pair, usr1):
     elapsed = time.monotonic() - start
     assert len(calls) >= 3
     assert 0.45 <= elapsed < 2.0, elapsed
+
+
+# Ctrl-C (here: a handler that raises) must reach every call that can block. A blocked send is
+# the hard case: a signal during a blocking send that already moved some bytes makes the send
+# return their count, not EINTR, and CPython runs the handlers between sends.
+
+BIG = b"x" * (32 << 20)
+BIG_FRAMES = sw.PacketFormat("!I", max_body=len(BIG))
+
+
+@pytest.fixture
+def raising_usr1(usr1):
+    _calls, handler, later = usr1
+
+    def boom():
+        raise Interrupted
+
+    handler["fn"] = boom
+    return later
+
+
+def interrupted_within(seconds, fn, *args):
+    start = time.monotonic()
+    with pytest.raises(Interrupted):
+        fn(*args)
+    assert time.monotonic() - start < seconds
+
+
+def test_exception_from_handler_interrupts_a_blocked_sendall(pair, raising_usr1):
+    client, _conn = pair
+    client.settimeout(None)
+    raising_usr1(0.3)
+    interrupted_within(5, client.sendall, BIG)
+
+
+def test_exception_from_handler_interrupts_a_blocked_connection_send(pair, raising_usr1):
+    client, _conn = pair
+    client.settimeout(None)
+    raising_usr1(0.3)
+    interrupted_within(5, sw.Connection(client, BIG_FRAMES).send, BIG)
+
+
+def test_exception_from_handler_interrupts_a_blocked_tls_sendall(tls_pair, raising_usr1):
+    client, _server = tls_pair
+    client.settimeout(None)
+    raising_usr1(0.3)
+    interrupted_within(5, client.sendall, BIG)
+
+
+def test_exception_from_handler_interrupts_a_wait_for_the_write_turn(pair, raising_usr1):
+    client, _conn = pair
+    client.settimeout(None)
+    conn = sw.Connection(client, BIG_FRAMES)
+    sender, _ = run_in_thread(conn.send, BIG)  # holds the write turn; the peer does not read
+    time.sleep(0.3)
+    raising_usr1(0.2)
+    interrupted_within(5, conn.send, b"waits for the turn")
+    client.shutdown(sw.SHUT_RDWR)  # frees the sender
+    sender.join(5)
+
+
+def test_exception_from_handler_interrupts_a_second_tls_reader(tls_pair, raising_usr1):
+    client, _server = tls_pair
+    client.settimeout(None)
+    reader, _ = run_in_thread(client.recv, 16)  # holds the read turn; the peer sends nothing
+    time.sleep(0.3)
+    raising_usr1(0.2)
+    interrupted_within(5, client.recv, 16)
+    client.shutdown(sw.SHUT_RDWR)
+    reader.join(5)
+
+
+def test_a_handler_may_send_on_the_connection_whose_send_it_interrupted(pair, usr1):
+    """The stdlib's socket completes both sends (interleaving their bytes); a Connection
+    completes both and keeps both frames whole: the interrupted frame first."""
+    client, server = pair
+    client.settimeout(None)
+    conn = sw.Connection(client, BIG_FRAMES)
+    _calls, handler, later = usr1
+    handler["fn"] = lambda: conn.send(b"from the handler")
+    later(0.3)
+    # The peer starts reading only after the signal, so the send is blocked when it comes.
+    received = []
+
+    def read_all():
+        time.sleep(0.8)
+        with sw.Connection(server, BIG_FRAMES) as peer:
+            server.settimeout(10)
+            received.extend(p.body for p in (peer.recv(), peer.recv()))
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    conn.send(BIG)
+    reader.join(20)
+    assert [len(b) for b in received] == [len(BIG), len(b"from the handler")]
+    assert received[1] == b"from the handler"

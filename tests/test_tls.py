@@ -7,35 +7,8 @@ import threading
 import time
 
 import pytest
-import trustme
 
 import sockwire as sw
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate, as files."""
-    d = tmp_path_factory.mktemp("pki")
-    ca = trustme.CA()
-    server = ca.issue_cert("localhost", "127.0.0.1")
-    client = ca.issue_cert("client@example.com")
-    other_ca = trustme.CA()
-    files = {
-        "ca": d / "ca.pem",
-        "cert": d / "cert.pem",
-        "key": d / "key.pem",
-        "client_cert": d / "client.pem",
-        "client_key": d / "client.key",
-        "other_ca": d / "other.pem",
-    }
-    ca.cert_pem.write_to_path(files["ca"])
-    server.cert_chain_pems[0].write_to_path(files["cert"])
-    server.private_key_pem.write_to_path(files["key"])
-    client.cert_chain_pems[0].write_to_path(files["client_cert"])
-    client.private_key_pem.write_to_path(files["client_key"])
-    other_ca.cert_pem.write_to_path(files["other_ca"])
-    files.update(trustme_ca=ca, trustme_server=server, trustme_client=client)
-    return files
 
 
 def ssl_server(pki, require_client_cert=False, handler=None):
@@ -207,6 +180,26 @@ def test_tls_socket_cannot_leak_to_a_plain_stdlib_socket(pki):
     with sw.create_client(addr, timeout=5, tls=sw.TlsConfig.client(ca=pki["ca"])) as s:
         with pytest.raises(ValueError, match="bypass TLS"):
             s.to_stdlib()
+
+
+def test_shutdown_write_after_the_peer_replied_and_closed(pki):
+    """The README's pattern against a server that replies, then closes: ssl's
+    shutdown(SHUT_WR) succeeds here, and so must ours (our close_notify may draw a reset)."""
+
+    def reply_and_close(s):
+        s.sendall(s.recv(100).upper())
+
+    for _ in range(3):
+        addr, errors = ssl_server(pki, handler=reply_and_close)
+        tls = sw.TlsConfig.client(ca=pki["ca"])
+        with sw.connect(addr, sw.PacketFormat("!I"), timeout=5, tls=tls) as conn:
+            conn.send(b"ping")
+            reply = conn.socket.recv(100)
+            assert reply.endswith(b"PING")
+            time.sleep(0.1)  # the server has closed
+            conn.shutdown_write()
+            conn.socket.shutdown(sw.SHUT_WR)
+        assert not errors
 
 
 def test_wrong_hostname_is_a_verification_error(pki):

@@ -1,13 +1,14 @@
 //! `Connection`: packets over a connected `Socket`, and `connect()`.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::convert::{blocking, timeout_arg};
+use super::errors::ConnectionClosed;
 use super::packet::{feed_into, Packet, PacketFormat};
 use super::recipe::create_client;
 use super::socket::Socket;
@@ -15,7 +16,7 @@ use super::tls::TlsConfig;
 use crate::decoder::Decoder;
 use crate::error::Error;
 use crate::socket::Wait;
-use crate::turn::WriteTurn;
+use crate::stream::Outbox;
 
 /// How much one read asks the kernel for.
 const READ_SIZE: usize = 1 << 16;
@@ -36,7 +37,10 @@ pub struct Connection {
     sock: Py<Socket>,
     format: Py<PacketFormat>,
     recv: Mutex<RecvState>,
-    send: WriteTurn,
+    /// Frames being written; locked only by the holder of the stream's write turn.
+    outbox: Mutex<Outbox>,
+    /// Why sockwire closed the connection (a bad frame from the peer), for the calls after.
+    closed_because: OnceLock<String>,
 }
 
 impl Connection {
@@ -52,8 +56,22 @@ impl Connection {
                 eof: false,
                 scratch: vec![0; READ_SIZE],
             }),
-            send: WriteTurn::default(),
+            outbox: Mutex::default(),
+            closed_because: OnceLock::new(),
         }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The error for a call on a connection sockwire closed because of a bad frame, if it did.
+    fn closed_error(&self) -> Option<PyErr> {
+        self.closed_because.get().map(|why| {
+            ConnectionClosed::new_err(format!(
+                "the connection was closed after the peer sent a bad frame ({why})"
+            ))
+        })
     }
 
     fn recv_state(&self) -> PyResult<MutexGuard<'_, RecvState>> {
@@ -69,34 +87,49 @@ impl Connection {
     }
 
     /// Sends `frames` whole, one sender at a time, with the socket's timeout for the call.
+    ///
+    /// The frames go through the outbox, not the caller's stack: if a signal handler sends on
+    /// this connection while this send waits to resume, the handler (which gets the turn this
+    /// thread holds) finishes writing these frames before its own; and if this send fails part
+    /// way, the next send completes the cut frame first (see [`Outbox`]).
     fn send_frames(&self, py: Python<'_>, frames: &[u8]) -> PyResult<()> {
-        let socket = self.sock.get();
-        let wait = socket.sock.start();
-        let turn = py.detach(|| self.send.take());
-        let result = socket.write_all(py, frames, 0, wait);
-        drop(turn);
+        if let Some(err) = self.closed_error() {
+            return Err(err);
+        }
+        let stream = &self.sock.get().stream;
+        let wait = stream.sock.start();
+        let _turn = blocking(py, || stream.write_turn().take(wait))?;
+        let mark = self.outbox().push(frames);
+        let result = blocking(py, || self.outbox().flush(stream, wait));
+        if result.is_err() {
+            self.outbox().abandon(mark);
+        }
         result
     }
 
     fn recv_packet(&self, py: Python<'_>, wait: Wait) -> PyResult<Py<Packet>> {
         let mut st = self.recv_state()?;
         let st = &mut *st;
-        let socket = self.sock.get();
+        let stream = &self.sock.get().stream;
         loop {
             if let Some(p) = st.ready.pop_front() {
                 return Ok(p);
             }
             if let Some(err) = st.error.take() {
                 // After a bad frame the stream cannot be trusted: the connection closes.
-                let _ = socket.close_stream();
+                let _ = self.closed_because.set(err.to_string());
+                let _ = py.detach(|| stream.close());
                 st.eof = true;
+                return Err(err);
+            }
+            if let Some(err) = self.closed_error() {
                 return Err(err);
             }
             if st.eof {
                 return Err(Error::ConnectionClosed.into());
             }
             let scratch = &mut st.scratch;
-            let n = blocking(py, || socket.read_some(scratch, 0, wait))?;
+            let n = blocking(py, || stream.read(scratch, 0, wait))?;
             if n == 0 {
                 st.eof = true;
                 st.decoder.finish()?;
@@ -116,7 +149,7 @@ impl Connection {
     /// The wait for one call: the socket's own timeout, or `timeout` when given.
     fn wait_for(&self, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Wait> {
         Ok(match timeout {
-            None => self.sock.get().sock.start(),
+            None => self.sock.get().sock().start(),
             Some(t) => timeout_arg(t)?.start(),
         })
     }
@@ -160,7 +193,7 @@ impl Connection {
     }
 
     fn fileno(&self) -> i32 {
-        self.sock.get().sock.fileno()
+        self.sock.get().sock().fileno()
     }
 
     /// Sends one packet.
@@ -215,12 +248,24 @@ impl Connection {
     }
 
     /// Half-close: no more sending, receiving goes on until the peer closes.
-    fn shutdown_write(&self) -> PyResult<()> {
-        Ok(self.sock.get().shutdown_side(libc::SHUT_WR)?)
+    fn shutdown_write(&self, py: Python<'_>) -> PyResult<()> {
+        self.shutdown(py, libc::SHUT_WR)
+    }
+
+    /// `socket.shutdown(how)` on the connection's socket; `SHUT_RDWR` from another thread
+    /// wakes a thread blocked in `recv` (it sees the end of the stream) or in `send`.
+    #[pyo3(signature = (how, /))]
+    fn shutdown(&self, py: Python<'_>, how: i32) -> PyResult<()> {
+        if let Some(err) = self.closed_error() {
+            return Err(err);
+        }
+        let stream = &self.sock.get().stream;
+        Ok(py.detach(|| stream.shutdown(how))?)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        Ok(py.detach(|| self.sock.get().close_stream())?)
+        let stream = &self.sock.get().stream;
+        Ok(py.detach(|| stream.close())?)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -228,7 +273,7 @@ impl Connection {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Packet>>> {
-        match self.recv_packet(py, self.sock.get().sock.start()) {
+        match self.recv_packet(py, self.sock.get().sock().start()) {
             Ok(p) => Ok(Some(p)),
             Err(e) if e.is_instance_of::<super::errors::ConnectionClosed>(py) => Ok(None),
             Err(e) => Err(e),

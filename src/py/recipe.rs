@@ -141,7 +141,7 @@ pub fn tcp_server_options(
     )?;
     let socket = Socket::adopt(py, sock)?;
     if !blocking {
-        socket.sock.set_timeout(Timeout::NonBlocking)?;
+        socket.sock().set_timeout(Timeout::NonBlocking)?;
     }
     Ok(socket)
 }
@@ -192,15 +192,15 @@ pub fn create_client<'py>(
         };
         let socket = Socket::adopt(py, recipe::client_options(family, true, None, None)?)?;
         if let Some(t) = timeout {
-            socket.sock.set_timeout(timeout_arg(t)?)?;
+            socket.sock().set_timeout(timeout_arg(t)?)?;
         }
-        match connect_with(py, &socket.sock, &candidate, socket.sock.start()) {
+        match connect_with(py, socket.sock(), &candidate, socket.sock().start()) {
             Ok(()) => {
                 if let Some(settings) = tls {
                     // The handshake shares the socket's timeout: a silent or plaintext server
                     // ends in TimeoutError or an ssl error, never a hang.
                     let session = TlsSession::client(settings, &host)?;
-                    socket.start_tls(py, session, socket.sock.start())?;
+                    socket.start_tls(py, session, socket.sock().start())?;
                 }
                 return Bound::new(py, socket);
             }
@@ -219,17 +219,24 @@ pub fn accept_client_connect<'py>(
     listener: &Bound<'py, Listener>,
 ) -> PyResult<Bound<'py, Socket>> {
     let base = listener.as_super().get();
-    let wait = base.sock.start();
-    let (fd, peer) = blocking(py, || base.sock.accept(wait))?;
+    let wait = base.sock().start();
+    let (fd, peer) = blocking(py, || base.sock().accept(wait))?;
     // SAFETY: freshly accepted fd; dropping `sock` closes it.
-    let sock = unsafe { Sock::from_raw(fd, base.sock.family(), base.sock.ty(), base.sock.proto()) };
+    let sock = unsafe {
+        Sock::from_raw(
+            fd,
+            base.sock().family(),
+            base.sock().ty(),
+            base.sock().proto(),
+        )
+    };
     let registry = &listener.get().clients.get().registry;
     // On ServerFull `sock` is dropped here, which closes the connection: the peer sees EOF.
     recipe::register(registry, &sock, peer)?;
     sock.setsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
     let socket = Socket::adopt(py, sock)?;
     if let Some(config) = &listener.get().tls {
-        let wait = match base.sock.timeout() {
+        let wait = match base.sock().timeout() {
             Timeout::After(d) => Timeout::After(d),
             _ => Timeout::After(HANDSHAKE_TIMEOUT),
         }

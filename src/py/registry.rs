@@ -138,7 +138,7 @@ impl ClientGroup {
     fn add(&self, sock: &Bound<'_, PyAny>) -> PyResult<ClientInfo> {
         let peer = peer_of(sock)?;
         let record = match sock.cast::<Socket>() {
-            Ok(s) => recipe::register(&self.registry, &s.get().sock, peer)?,
+            Ok(s) => recipe::register(&self.registry, s.get().sock(), peer)?,
             Err(_) => self.registry.add(fd_of(sock)?, peer)?,
         };
         Ok(info(record))

@@ -15,15 +15,14 @@ use super::convert::{
 use super::errors::os_error;
 use crate::error::Error;
 use crate::socket::{Sock, Timeout, Wait};
-use crate::tls::{TlsSession, WriteProgress};
-use std::sync::OnceLock;
+use crate::stream::Stream;
+use crate::tls::TlsSession;
 
 /// A TCP socket with the stdlib's `socket.socket` methods and semantics.
 #[pyclass(module = "sockwire", name = "Socket", subclass, frozen, weakref)]
 pub struct Socket {
-    pub(crate) sock: Sock,
-    /// Set once the TLS handshake is done; then reads and writes go through it.
-    pub(crate) tls: OnceLock<TlsSession>,
+    /// The socket, and its TLS session once a handshake is done.
+    pub(crate) stream: Stream,
 }
 
 static SOCKET_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -53,9 +52,12 @@ impl Socket {
 
     pub(crate) fn plain(sock: Sock) -> Socket {
         Socket {
-            sock,
-            tls: OnceLock::new(),
+            stream: Stream::new(sock),
         }
+    }
+
+    pub(crate) fn sock(&self) -> &Sock {
+        &self.stream.sock
     }
 
     /// Runs the TLS handshake with `session` and switches the socket's I/O to it.
@@ -65,46 +67,13 @@ impl Socket {
         session: TlsSession,
         wait: Wait,
     ) -> PyResult<()> {
-        blocking(py, || session.handshake(&self.sock, wait))?;
-        // A socket is handed out only after its handshake, so this is its only session.
-        let _ = self.tls.set(session);
+        blocking(py, || self.stream.handshake(&session, wait))?;
+        self.stream.set_tls(session);
         Ok(())
     }
 
-    /// Reads what is available (plaintext, over TLS); `Ok(0)` is the end of the stream.
-    /// As with `ssl.SSLSocket`, `flags` only reach a plain socket.
-    pub(crate) fn read_some(
-        &self,
-        buf: &mut [u8],
-        flags: i32,
-        wait: Wait,
-    ) -> crate::error::Result<usize> {
-        match self.tls.get() {
-            Some(tls) => tls.read(&self.sock, buf, wait),
-            None => self.sock.recv_into(buf, flags, wait),
-        }
-    }
-
-    /// `shutdown(how)`; over TLS, `close_notify` goes first when the sending side closes, so
-    /// the peer sees a clean end rather than a cut.
-    pub(crate) fn shutdown_side(&self, how: i32) -> crate::error::Result<()> {
-        if let Some(tls) = self.tls.get() {
-            if how != libc::SHUT_RD {
-                tls.close_notify(&self.sock);
-            }
-        }
-        self.sock.shutdown(how)
-    }
-
-    /// Closes the socket (after `close_notify` over TLS).
-    pub(crate) fn close_stream(&self) -> crate::error::Result<()> {
-        if let (Some(tls), true) = (self.tls.get(), self.sock.fileno() >= 0) {
-            tls.close_notify(&self.sock);
-        }
-        self.sock.close()
-    }
-
-    /// Writes all of `data` (through TLS when on), one writer at a time for TLS records.
+    /// Writes all of `data`: through TLS when on, holding the write turn so that two
+    /// threads' records do not interleave; a plain socket behaves as the stdlib's `sendall`.
     pub(crate) fn write_all(
         &self,
         py: Python<'_>,
@@ -112,26 +81,21 @@ impl Socket {
         flags: i32,
         wait: Wait,
     ) -> PyResult<()> {
-        match self.tls.get() {
-            None => {
-                let mut sent = 0;
-                blocking(py, || self.sock.sendall(data, flags, wait, &mut sent))
-            }
-            Some(tls) => {
-                let turn = py.detach(|| tls.write_turn().take());
-                let mut progress = WriteProgress::default();
-                let result = blocking(py, || tls.write_all(&self.sock, data, wait, &mut progress));
-                drop(turn);
-                result
-            }
-        }
+        let _turn = match self.stream.tls() {
+            Some(_) => Some(blocking(py, || self.stream.write_turn().take(wait))?),
+            None => None,
+        };
+        let mut progress = 0;
+        blocking(py, || {
+            self.stream.write_all(data, flags, wait, &mut progress)
+        })
     }
 
     /// Connects, with CPython's handling of interrupted and in-progress connects: the
     /// `connect()` call is made once; if it is interrupted or (with a timeout) in progress,
     /// the outcome is awaited with one deadline across signal retries.
     pub(crate) fn connect_to(&self, py: Python<'_>, addr: &std::net::SocketAddr) -> PyResult<()> {
-        connect_with(py, &self.sock, addr, self.sock.start()).map_err(PyErr::from)
+        connect_with(py, self.sock(), addr, self.sock().start()).map_err(PyErr::from)
     }
 
     fn address_for(
@@ -140,8 +104,8 @@ impl Socket {
         address: &Bound<'_, PyAny>,
         caller: &str,
     ) -> PyResult<std::net::SocketAddr> {
-        let hp = address_arg(self.sock.family(), address, caller)?;
-        resolve(py, self.sock.family(), &hp)
+        let hp = address_arg(self.sock().family(), address, caller)?;
+        resolve(py, self.sock().family(), &hp)
     }
 
     fn int_enum<'py>(py: Python<'py>, enum_name: &str, value: i32) -> PyResult<Bound<'py, PyAny>> {
@@ -197,6 +161,9 @@ pub(crate) fn connect_with(
         }
     }
 }
+
+/// The most plaintext one `recv` on a TLS socket asks rustls for.
+const TLS_RECV_MAX: usize = 1 << 20;
 
 /// A new `bytes` of `len` bytes whose content is not yet written (no zero-filling: the
 /// kernel writes it).
@@ -272,36 +239,36 @@ impl Socket {
 
     /// The file descriptor, or -1 once closed.
     fn fileno(&self) -> i32 {
-        self.sock.fileno()
+        self.sock().fileno()
     }
 
     #[getter]
     fn family<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Socket::int_enum(py, "AddressFamily", self.sock.family())
+        Socket::int_enum(py, "AddressFamily", self.sock().family())
     }
 
     #[getter]
     fn r#type<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Socket::int_enum(py, "SocketKind", self.sock.ty())
+        Socket::int_enum(py, "SocketKind", self.sock().ty())
     }
 
     #[getter]
     fn proto(&self) -> i32 {
-        self.sock.proto()
+        self.sock().proto()
     }
 
     #[getter]
     fn timeout(&self) -> Option<f64> {
-        timeout_value(self.sock.timeout())
+        timeout_value(self.sock().timeout())
     }
 
     fn gettimeout(&self) -> Option<f64> {
-        timeout_value(self.sock.timeout())
+        timeout_value(self.sock().timeout())
     }
 
     #[pyo3(signature = (value, /))]
     fn settimeout(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        Ok(self.sock.set_timeout(timeout_arg(value)?)?)
+        Ok(self.sock().set_timeout(timeout_arg(value)?)?)
     }
 
     #[pyo3(signature = (flag, /))]
@@ -312,33 +279,39 @@ impl Socket {
         } else {
             Timeout::NonBlocking
         };
-        Ok(self.sock.set_timeout(timeout)?)
+        Ok(self.sock().set_timeout(timeout)?)
     }
 
     fn getblocking(&self) -> bool {
-        self.sock.timeout() != Timeout::NonBlocking
+        self.sock().timeout() != Timeout::NonBlocking
     }
 
     #[pyo3(signature = (address, /))]
     fn bind(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
         let addr = self.address_for(py, address, "bind")?;
-        Ok(self.sock.bind(&addr)?)
+        Ok(self.sock().bind(&addr)?)
     }
 
     #[pyo3(signature = (backlog=None, /))]
     fn listen(&self, backlog: Option<i32>) -> PyResult<()> {
         // CPython's default backlog is min(SOMAXCONN, 128); a negative one means 0.
         let backlog = backlog.unwrap_or(libc::SOMAXCONN.min(128)).max(0);
-        Ok(self.sock.listen(backlog)?)
+        Ok(self.sock().listen(backlog)?)
     }
 
     /// Accepts a connection: `(Socket, address)`.
     fn accept<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, Socket>, Bound<'py, PyTuple>)> {
-        let wait = self.sock.start();
-        let (fd, addr) = blocking(py, || self.sock.accept(wait))?;
+        let wait = self.sock().start();
+        let (fd, addr) = blocking(py, || self.sock().accept(wait))?;
         // SAFETY: freshly accepted fd, owned by the new Sock.
-        let sock =
-            unsafe { Sock::from_raw(fd, self.sock.family(), self.sock.ty(), self.sock.proto()) };
+        let sock = unsafe {
+            Sock::from_raw(
+                fd,
+                self.sock().family(),
+                self.sock().ty(),
+                self.sock().proto(),
+            )
+        };
         let conn = Bound::new(py, Socket::adopt(py, sock)?)?;
         Ok((conn, address_value(py, &addr)?))
     }
@@ -353,7 +326,7 @@ impl Socket {
     #[pyo3(signature = (address, /))]
     fn connect_ex(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<i32> {
         let addr = self.address_for(py, address, "connect_ex")?;
-        match connect_with(py, &self.sock, &addr, self.sock.start()) {
+        match connect_with(py, self.sock(), &addr, self.sock().start()) {
             Ok(()) => Ok(0),
             // A timeout is EWOULDBLOCK in connect_ex, as in CPython.
             Err(ConnectFailure::Os(Error::Timeout)) => Ok(libc::EWOULDBLOCK),
@@ -369,19 +342,19 @@ impl Socket {
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<usize> {
         let data = BytesArg::extract(data)?;
         let buf = data.as_slice();
-        let wait = self.sock.start();
-        if self.tls.get().is_some() {
+        let wait = self.sock().start();
+        if self.stream.tls().is_some() {
             // As ssl.SSLSocket.send: the whole buffer goes out as records.
             self.write_all(py, buf, flags, wait)?;
             return Ok(buf.len());
         }
-        blocking(py, || self.sock.send(buf, flags, wait))
+        blocking(py, || self.sock().send(buf, flags, wait))
     }
 
     #[pyo3(signature = (data, flags=0, /))]
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<()> {
         let data = BytesArg::extract(data)?;
-        self.write_all(py, data.as_slice(), flags, self.sock.start())
+        self.write_all(py, data.as_slice(), flags, self.sock().start())
     }
 
     #[pyo3(signature = (bufsize, flags=0, /))]
@@ -397,11 +370,13 @@ impl Socket {
             // CPython returns at once without touching the socket, even a closed one.
             return Ok(PyBytes::new(py, b""));
         }
-        let wait = self.sock.start();
-        if let Some(tls) = self.tls.get() {
+        let wait = self.sock().start();
+        if self.stream.tls().is_some() {
             // Plaintext from rustls, into zeroed memory (rustls writes through a `&mut [u8]`).
-            let mut buf = vec![0u8; len];
-            let n = blocking(py, || tls.read(&self.sock, &mut buf, wait))?;
+            // A TLS read returns at most what one read of records decrypts, so the buffer need
+            // not be larger than that: recv(2**40) must not try to allocate a terabyte.
+            let mut buf = vec![0u8; len.min(TLS_RECV_MAX)];
+            let n = blocking(py, || self.stream.read(&mut buf, flags, wait))?;
             return Ok(PyBytes::new(py, &buf[..n]));
         }
         let bytes = uninit_bytes(py, len)?;
@@ -413,7 +388,7 @@ impl Socket {
                 len,
             )
         };
-        let n = blocking(py, || self.sock.recv(buf, flags, wait))?;
+        let n = blocking(py, || self.sock().recv(buf, flags, wait))?;
         if n == len {
             // SAFETY: created as bytes above.
             return Ok(unsafe { bytes.cast_into_unchecked() });
@@ -446,38 +421,38 @@ impl Socket {
         }
         // SAFETY: a writable C-contiguous buffer of at least `len` bytes, pinned by `target`.
         let buf = unsafe { std::slice::from_raw_parts_mut(target.buf_ptr() as *mut u8, len) };
-        let wait = self.sock.start();
-        blocking(py, || self.read_some(buf, flags, wait))
+        let wait = self.sock().start();
+        blocking(py, || self.stream.read(buf, flags, wait))
     }
 
     #[pyo3(signature = (how, /))]
-    fn shutdown(&self, how: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn shutdown(&self, py: Python<'_>, how: &Bound<'_, PyAny>) -> PyResult<()> {
         let how: i64 = how.extract()?;
         let how = i32::try_from(how)
             .map_err(|_| PyOverflowError::new_err("Python int too large to convert to C int"))?;
-        Ok(self.shutdown_side(how)?)
+        Ok(py.detach(|| self.stream.shutdown(how))?)
     }
 
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        Ok(py.detach(|| self.close_stream())?)
+        Ok(py.detach(|| self.stream.close())?)
     }
 
     /// The negotiated TLS version ("TLSv1.3", "TLSv1.2"), or None for a plain socket.
     fn tls_version(&self) -> Option<&'static str> {
-        self.tls.get().and_then(|t| t.version())
+        self.stream.tls().and_then(|t| t.version())
     }
 
     /// Gives up the fd without closing it and returns it (-1 if already closed).
     fn detach(&self) -> i32 {
-        self.sock.detach()
+        self.sock().detach()
     }
 
     fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address_value(py, &self.sock.local_addr()?)
+        address_value(py, &self.sock().local_addr()?)
     }
 
     fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address_value(py, &self.sock.peer_addr()?)
+        address_value(py, &self.sock().peer_addr()?)
     }
 
     #[pyo3(signature = (level, optname, value, optlen=None, /))]
@@ -494,18 +469,18 @@ impl Socket {
                     "setsockopt() takes exactly 3 arguments (4 given)",
                 ));
             }
-            return Ok(self.sock.setsockopt_null(level, optname, optlen)?);
+            return Ok(self.sock().setsockopt_null(level, optname, optlen)?);
         }
         if value.is_instance_of::<pyo3::types::PyInt>() {
             // As CPython: an int that does not fit a C int falls through to the bytes-like
             // form, which refuses it with a TypeError.
             if let Ok(v) = value.extract::<i32>() {
-                return Ok(self.sock.setsockopt_int(level, optname, v)?);
+                return Ok(self.sock().setsockopt_int(level, optname, v)?);
             }
         }
         let data = BytesArg::extract(value)?;
         Ok(self
-            .sock
+            .sock()
             .setsockopt_bytes(level, optname, data.as_slice())?)
     }
 
@@ -519,7 +494,7 @@ impl Socket {
     ) -> PyResult<Bound<'py, PyAny>> {
         if buflen == 0 {
             return Ok(self
-                .sock
+                .sock()
                 .getsockopt_int(level, optname)?
                 .into_pyobject(py)?
                 .into_any());
@@ -528,18 +503,18 @@ impl Socket {
             return Err(PyOSError::new_err("getsockopt buflen out of range"));
         }
         let value = self
-            .sock
+            .sock()
             .getsockopt_bytes(level, optname, buflen as usize)?;
         Ok(PyBytes::new(py, &value).into_any())
     }
 
     /// A `socket.socket` on a duplicate of this fd, with the same timeout. Both stay open.
     fn to_stdlib<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let fd = self.sock.fileno();
+        let fd = self.sock().fileno();
         if fd < 0 {
             return Err(os_error(libc::EBADF));
         }
-        if self.tls.get().is_some() {
+        if self.stream.tls().is_some() {
             // A plain socket on this fd would read and write raw TLS records.
             return Err(PyValueError::new_err(
                 "to_stdlib() of a TLS socket would bypass TLS: the session lives in sockwire",
@@ -552,7 +527,7 @@ impl Socket {
         }
         let kwargs = [("fileno", dup)].into_py_dict(py)?;
         let sock = stdlib(py)?.getattr("socket")?.call(
-            (self.sock.family(), self.sock.ty(), self.sock.proto()),
+            (self.sock().family(), self.sock().ty(), self.sock().proto()),
             Some(&kwargs),
         )?;
         sock.call_method1("settimeout", (self.gettimeout(),))?;
@@ -592,22 +567,22 @@ impl Socket {
             "<{}.{}{} fd={}, family={}, type={}, proto={}",
             cls.module()?,
             cls.qualname()?,
-            if this.sock.fileno() < 0 {
+            if this.sock().fileno() < 0 {
                 " [closed]"
             } else {
                 ""
             },
-            this.sock.fileno(),
-            this.sock.family(),
-            this.sock.ty(),
-            this.sock.proto()
+            this.sock().fileno(),
+            this.sock().family(),
+            this.sock().ty(),
+            this.sock().proto()
         );
         let py = slf.py();
-        if this.sock.fileno() >= 0 {
-            if let Ok(local) = this.sock.local_addr() {
+        if this.sock().fileno() >= 0 {
+            if let Ok(local) = this.sock().local_addr() {
                 out.push_str(&format!(", laddr={}", address_value(py, &local)?.repr()?));
             }
-            if let Ok(peer) = this.sock.peer_addr() {
+            if let Ok(peer) = this.sock().peer_addr() {
                 out.push_str(&format!(", raddr={}", address_value(py, &peer)?.repr()?));
             }
         }

@@ -1,0 +1,205 @@
+//! A connected byte stream: a socket, plain or under TLS, and the one place that chooses
+//! between the two for reads, writes, shutdown and close.
+//!
+//! Calls are the socket's: they wait as their [`Wait`] says and return `EINTR` when a signal
+//! (or a [`Turn`] wait slice) interrupts them, with enough state kept to be called again.
+
+use std::sync::OnceLock;
+
+use crate::error::Result;
+use crate::socket::{Sock, Wait};
+use crate::tls::TlsSession;
+use crate::turn::Turn;
+
+/// A socket and, once its handshake is done, its TLS session.
+#[derive(Debug)]
+pub struct Stream {
+    pub sock: Sock,
+    tls: OnceLock<TlsSession>,
+    /// Held by a writer across a whole write that must not interleave with another thread's:
+    /// every TLS write (records are numbered in order) and every framed write.
+    write_turn: Turn,
+}
+
+impl Stream {
+    pub fn new(sock: Sock) -> Self {
+        Stream {
+            sock,
+            tls: OnceLock::new(),
+            write_turn: Turn::default(),
+        }
+    }
+
+    /// The TLS session, once the handshake is done.
+    pub fn tls(&self) -> Option<&TlsSession> {
+        self.tls.get()
+    }
+
+    /// Runs `session`'s handshake (call again after `EINTR` with the same session).
+    pub fn handshake(&self, session: &TlsSession, wait: Wait) -> Result<()> {
+        session.handshake(&self.sock, wait)
+    }
+
+    /// Switches reads and writes to `session`, whose handshake is done. A stream is handed out
+    /// only after its handshake, so this happens once.
+    pub fn set_tls(&self, session: TlsSession) {
+        let _ = self.tls.set(session);
+    }
+
+    /// The turn to hold across a write that must not interleave with other threads' (see
+    /// [`Stream::write_all`]).
+    pub fn write_turn(&self) -> &Turn {
+        &self.write_turn
+    }
+
+    /// Reads what is available (plaintext, over TLS); `Ok(0)` is the end of the stream. As with
+    /// `ssl.SSLSocket`, `flags` only reach a plain socket.
+    pub fn read(&self, buf: &mut [u8], flags: i32, wait: Wait) -> Result<usize> {
+        match self.tls() {
+            Some(tls) => tls.read(&self.sock, buf, wait),
+            None => self.sock.recv_into(buf, flags, wait),
+        }
+    }
+
+    /// Writes all of `data`, resuming after `*progress` bytes (call again after `EINTR` with
+    /// the same `progress`). Over TLS the caller holds [`Stream::write_turn`].
+    pub fn write_all(
+        &self,
+        data: &[u8],
+        flags: i32,
+        wait: Wait,
+        progress: &mut usize,
+    ) -> Result<()> {
+        match self.tls() {
+            Some(tls) => tls.write_all(&self.sock, data, wait, progress),
+            None => self.sock.sendall(data, flags, wait, progress),
+        }
+    }
+
+    /// Sends what an interrupted TLS write left behind (nothing to do on a plain socket).
+    pub fn flush(&self, wait: Wait) -> Result<()> {
+        match self.tls() {
+            Some(tls) => tls.flush_pending(&self.sock, wait),
+            None => Ok(()),
+        }
+    }
+
+    /// `shutdown(how)`; over TLS, `close_notify` goes first when the sending side closes, so
+    /// the peer sees a clean end rather than a cut.
+    pub fn shutdown(&self, how: i32) -> Result<()> {
+        let notified = match self.tls() {
+            Some(tls) if how != libc::SHUT_RD => {
+                tls.close_notify(&self.sock);
+                true
+            }
+            _ => false,
+        };
+        match self.sock.shutdown(how) {
+            // A peer that had already closed answers our close_notify with a reset, and the
+            // socket is then no longer connected: it is shut down already, which is what was
+            // asked (Python's ssl sends no close_notify here, and succeeds).
+            Err(e) if notified && e.errno() == Some(libc::ENOTCONN) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Closes the socket (after `close_notify` over TLS). Never waits for a writer blocked on
+    /// a peer that does not read.
+    pub fn close(&self) -> Result<()> {
+        if let (Some(tls), true) = (self.tls(), self.sock.fileno() >= 0) {
+            tls.close_notify(&self.sock);
+        }
+        self.sock.close()
+    }
+}
+
+/// Bytes to write on a stream, queued in order: a framed connection's outgoing frames.
+///
+/// A write that fails part way (a signal whose handler raises, a timeout, an error) leaves
+/// the unwritten rest of its frames queued, and the next write sends them first, so the peer
+/// never sees a frame cut short by a frame that follows it. Frames of which nothing went out
+/// are dropped with the failed write that queued them: it reports that they were not sent.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    buf: Vec<u8>,
+    /// Progress through `buf`: bytes sent (plain) or handed to TLS (a TLS stream's own
+    /// records keep what the socket has not taken).
+    sent: usize,
+}
+
+/// A buffer this large is released once sent, so one big write does not pin memory.
+const KEEP_CAPACITY: usize = 1 << 16;
+
+impl Outbox {
+    /// Queues `frames`; returns the mark to give [`Outbox::abandon`] if writing them fails.
+    pub fn push(&mut self, frames: &[u8]) -> usize {
+        let mark = self.buf.len();
+        self.buf.extend_from_slice(frames);
+        mark
+    }
+
+    /// Writes everything queued (call again after `EINTR`); the caller holds the stream's
+    /// write turn.
+    pub fn flush(&mut self, stream: &Stream, wait: Wait) -> Result<()> {
+        if self.buf.is_empty() {
+            return stream.flush(wait);
+        }
+        stream.write_all(&self.buf, 0, wait, &mut self.sent)?;
+        self.buf.clear();
+        self.sent = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// After a failed flush: drops the frames queued at `mark` or later if none of their
+    /// bytes went out.
+    pub fn abandon(&mut self, mark: usize) {
+        if self.sent <= mark {
+            self.buf.truncate(mark);
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socket::Timeout;
+
+    fn pair() -> (Stream, Sock) {
+        let l = crate::recipe::listen(&"127.0.0.1:0".parse().unwrap(), 4, false).unwrap();
+        let c = Sock::open(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        c.start_connect(&l.local_addr().unwrap()).unwrap();
+        let (fd, _) = l.accept(Wait::Blocking).unwrap();
+        // SAFETY: freshly accepted fd.
+        (Stream::new(c), unsafe {
+            Sock::from_raw(fd, libc::AF_INET, libc::SOCK_STREAM, 0)
+        })
+    }
+
+    #[test]
+    fn a_cut_frame_stays_queued_and_frames_not_started_are_dropped() {
+        let (stream, _peer) = pair();
+        stream.sock.set_timeout(Timeout::NonBlocking).unwrap();
+        let mut outbox = Outbox::default();
+        let big = vec![7u8; 64 << 20]; // more than the socket buffers take
+        let mark = outbox.push(&big);
+        let err = outbox.flush(&stream, Wait::NonBlocking).unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EAGAIN));
+        outbox.abandon(mark);
+        let cut = outbox.pending();
+        assert!(cut > 0 && cut < big.len(), "{cut}");
+        // The next write fails before its own frame starts: it is dropped, the cut one stays.
+        let mark = outbox.push(b"next frame");
+        assert!(outbox.flush(&stream, Wait::NonBlocking).is_err());
+        outbox.abandon(mark);
+        assert!(outbox.pending() <= cut);
+        assert!(outbox.pending() > 0);
+    }
+}

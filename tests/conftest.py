@@ -1,0 +1,54 @@
+"""Fixtures shared by the test modules."""
+
+import threading
+
+import pytest
+import trustme
+
+import sockwire as sw
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for localhost/127.0.0.1 and a client certificate, as files."""
+    d = tmp_path_factory.mktemp("pki")
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", "127.0.0.1")
+    client = ca.issue_cert("client@example.com")
+    other_ca = trustme.CA()
+    files = {
+        "ca": d / "ca.pem",
+        "cert": d / "cert.pem",
+        "key": d / "key.pem",
+        "client_cert": d / "client.pem",
+        "client_key": d / "client.key",
+        "other_ca": d / "other.pem",
+    }
+    ca.cert_pem.write_to_path(files["ca"])
+    server.cert_chain_pems[0].write_to_path(files["cert"])
+    server.private_key_pem.write_to_path(files["key"])
+    client.cert_chain_pems[0].write_to_path(files["client_cert"])
+    client.private_key_pem.write_to_path(files["client_key"])
+    other_ca.cert_pem.write_to_path(files["other_ca"])
+    files.update(trustme_ca=ca, trustme_server=server, trustme_client=client)
+    return files
+
+
+@pytest.fixture
+def tls_pair(pki):
+    """A connected (client, server) pair of sockwire TLS sockets, handshakes done."""
+    listener = sw.server_listener(
+        ("127.0.0.1", 0), 4, tls=sw.TlsConfig.server(pki["cert"], pki["key"])
+    )
+    accepted = []
+    t = threading.Thread(target=lambda: accepted.append(sw.accept_client_connect(listener)))
+    t.start()
+    client = sw.create_client(
+        listener.getsockname(), timeout=10, tls=sw.TlsConfig.client(ca=pki["ca"])
+    )
+    t.join(10)
+    listener.close()
+    (server,) = accepted
+    yield client, server
+    client.close()
+    server.close()
