@@ -11,12 +11,18 @@ pub enum Error {
     Io(io::Error),
     /// A socket timeout expired (the stdlib's `TimeoutError("timed out")`, which has no errno).
     Timeout,
+    /// A file could not be read (Python's `OSError` subclass with `filename` set, such as
+    /// `FileNotFoundError`).
+    File { path: String, source: io::Error },
     /// `getaddrinfo` failed: the stdlib raises `socket.gaierror(code, message)`.
     Resolve { code: i32, message: String },
     /// A client group already holds its maximum number of clients.
     ServerFull { max: usize },
     /// An argument the caller passed is out of its domain (the stdlib's `ValueError`).
     InvalidArgument(String),
+    /// A header value for a field the format does not have (Python's `TypeError`, as for an
+    /// unexpected keyword argument).
+    NoSuchField(String),
     /// The bytes on the wire break the packet format.
     Protocol(String),
     /// A frame (or a body) is longer than the format allows.
@@ -93,13 +99,18 @@ impl fmt::Display for Error {
                 None => write!(f, "{e}"),
             },
             Error::Timeout => f.write_str("timed out"),
+            Error::File { path, source } => match source.raw_os_error() {
+                Some(code) => write!(f, "[Errno {code}] {}: {path:?}", strerror(code)),
+                None => write!(f, "{source}: {path:?}"),
+            },
             Error::Resolve { code, message } => write!(f, "[Errno {code}] {message}"),
             Error::ServerFull { max } => {
                 write!(f, "server is full: it already holds {max} clients")
             }
-            Error::InvalidArgument(msg) | Error::Protocol(msg) | Error::Authentication(msg) => {
-                f.write_str(msg)
-            }
+            Error::InvalidArgument(msg)
+            | Error::NoSuchField(msg)
+            | Error::Protocol(msg)
+            | Error::Authentication(msg) => f.write_str(msg),
             Error::FrameTooLarge { message, .. } => f.write_str(message),
             Error::IncompleteFrame { partial, expected } => match expected {
                 Some(n) => write!(

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::cipher::{Cipher, OVERHEAD};
 use crate::compress::Compression;
 use crate::error::{Error, Result};
+use crate::repr::{bytes_repr, str_repr};
 
 /// `flags` bit 0: the body is compressed.
 pub const COMPRESSED: i64 = 1;
@@ -153,8 +154,14 @@ pub enum Check {
     /// A whole frame of `len` bytes whose body starts at `body_start`.
     Frame { len: usize, body_start: usize },
     /// The frame is unacceptable; its first `skip` bytes (which may not all have arrived yet)
-    /// must be discarded before decoding can resume.
-    Bad { error: Error, skip: u64 },
+    /// must be discarded before decoding can resume. `garbage`: the header was not a frame's
+    /// at all (a wrong magic number): `skip` leads to where the magic could start a frame, and
+    /// the errors until the next good frame are one run of garbage.
+    Bad {
+        error: Error,
+        skip: u64,
+        garbage: bool,
+    },
 }
 
 /// Header values of one decoded frame.
@@ -193,18 +200,22 @@ fn struct_items(spec: &str) -> Result<StructItems> {
                 .unwrap_or(0)
                 .checked_mul(10)
                 .and_then(|n| n.checked_add(d as usize));
-            count = Some(n.ok_or_else(|| invalid(format!("repeat count too large in {spec:?}")))?);
+            count = Some(n.ok_or_else(|| too_long(spec))?);
             continue;
         }
         if !"xBbHhIiLlQqs".contains(c) {
             return Err(invalid(format!(
-                "unsupported header code {c:?} in {spec:?} (use x B b H h I i L l Q q s)"
+                "unsupported header code '{c}' in {} (use x B b H h I i L l Q q s)",
+                str_repr(spec)
             )));
         }
         items.push((c, count.take().unwrap_or(1)));
     }
     if count.is_some() {
-        return Err(invalid(format!("repeat count without a code in {spec:?}")));
+        return Err(invalid(format!(
+            "repeat count without a code in {}",
+            str_repr(spec)
+        )));
     }
     Ok(StructItems {
         order,
@@ -213,12 +224,30 @@ fn struct_items(spec: &str) -> Result<StructItems> {
     })
 }
 
+/// `struct`'s error for a size that overflows, with the limit that applies here.
+fn too_long(spec: &str) -> Error {
+    invalid(format!(
+        "total struct size too long: header {} is over {MAX_HEADER} bytes",
+        str_repr(spec)
+    ))
+}
+
 fn native_order() -> Order {
     if cfg!(target_endian = "big") {
         Order::Big
     } else {
         Order::Little
     }
+}
+
+/// The longest header accepted: far beyond any real protocol, and small enough that sizes
+/// computed from it never overflow and a `pack()` never allocates absurdly.
+pub const MAX_HEADER: usize = 1 << 16;
+
+/// `repr()` of a list of names: `['length', 'msg_id']`.
+fn names_repr<S: AsRef<str>>(names: &[S]) -> String {
+    let inner: Vec<String> = names.iter().map(|n| str_repr(n.as_ref())).collect();
+    format!("[{}]", inner.join(", "))
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -245,12 +274,18 @@ impl Format {
         } = struct_items(header)?;
         let mut codes = Vec::new(); // (code, offset)
         let mut offset = 0usize;
+        // Each step adds at most MAX_HEADER to an offset at most MAX_HEADER: no overflow.
+        let grow = |offset: usize, by: usize| {
+            Some(offset + by)
+                .filter(|o| by <= MAX_HEADER && *o <= MAX_HEADER)
+                .ok_or_else(|| too_long(header))
+        };
         for (c, count) in items {
             match c {
-                'x' => offset += count,
+                'x' => offset = grow(offset, count)?,
                 's' => {
                     codes.push((Code::Bytes(count), offset));
-                    offset += count;
+                    offset = grow(offset, count)?;
                 }
                 _ => {
                     let size = match c {
@@ -261,6 +296,7 @@ impl Format {
                         'L' | 'l' => 4,
                         _ => 8, // Q q
                     };
+                    grow(offset, count.saturating_mul(size))?;
                     for _ in 0..count {
                         if aligned {
                             offset = offset.div_ceil(size) * size;
@@ -271,16 +307,18 @@ impl Format {
                             Code::Int(size)
                         };
                         codes.push((code, offset));
-                        offset += size;
+                        offset = grow(offset, size)?;
                     }
                 }
             }
         }
         if codes.len() != names.len() {
             return Err(invalid(format!(
-                "header {header:?} has {} fields but {} names were given: {names:?}",
+                "header {} has {} fields but {} names were given: {}",
+                str_repr(header),
                 codes.len(),
-                names.len()
+                names.len(),
+                names_repr(names)
             )));
         }
         let fields: Vec<Field> = names
@@ -295,9 +333,12 @@ impl Format {
             .collect();
         let header_size = offset;
         let mut format = Format::assemble(fields, header_size, order, expect)?;
-        let length = format
-            .role_index(Role::Length)
-            .ok_or_else(|| invalid(format!("header fields {names:?} need a \"length\" field")))?;
+        let length = format.role_index(Role::Length).ok_or_else(|| {
+            invalid(format!(
+                "header fields {} need a 'length' field",
+                names_repr(names)
+            ))
+        })?;
         let end = format.fields[length].offset + format.fields[length].code.size();
         // value counts the body (or the whole frame): frame_len = value + adjustment + end.
         let adjustment = if length_includes_header {
@@ -341,6 +382,24 @@ impl Format {
                 )))
             }
         };
+        if offset > MAX_HEADER - length {
+            return Err(invalid(format!(
+                "offset {offset} puts the length field past the {MAX_HEADER}-byte header limit"
+            )));
+        }
+        // Netty's own checks, with its messages (a Java constructor copied in the wrong order
+        // usually ends up here: LengthFieldBasedFrameDecoder takes maxFrameLength first).
+        if max_frame == 0 {
+            return Err(invalid(format!(
+                "maxFrameLength must be a positive integer: {max_frame} (max_frame)"
+            )));
+        }
+        if max_frame < (offset + length) as u64 {
+            return Err(invalid(format!(
+                "maxFrameLength ({max_frame}) must be equal to or greater than lengthFieldOffset \
+                 ({offset}) + lengthFieldLength ({length})."
+            )));
+        }
         let mut fields = Vec::new();
         if offset > 0 {
             fields.push(Field {
@@ -403,7 +462,10 @@ impl Format {
         let mut user_names = Vec::new();
         for (i, f) in fields.iter().enumerate() {
             if fields[..i].iter().any(|g| g.name == f.name) {
-                return Err(invalid(format!("duplicate header field {:?}", f.name)));
+                return Err(invalid(format!(
+                    "duplicate header field {}",
+                    str_repr(&f.name)
+                )));
             }
             let role = match &*f.name {
                 "length" => Role::Length,
@@ -416,8 +478,8 @@ impl Format {
             };
             if matches!(role, Role::Length | Role::MsgId | Role::Flags) && !f.code.is_int() {
                 return Err(invalid(format!(
-                    "header field {:?} must be an integer",
-                    f.name
+                    "header field {} must be an integer",
+                    str_repr(&f.name)
                 )));
             }
             roles.push(role);
@@ -425,7 +487,8 @@ impl Format {
         for (name, value) in expect {
             let Some(i) = fields.iter().position(|f| &*f.name == *name) else {
                 return Err(invalid(format!(
-                    "expect names {name:?}, which is not a header field"
+                    "expect names {}, which is not a header field",
+                    str_repr(name)
                 )));
             };
             if roles[i] == Role::Length {
@@ -603,20 +666,15 @@ impl Format {
                     };
                 }
                 // Constants before the length's end are checked first: if the magic is wrong,
-                // the length beside it is garbage too, and only the header is skipped.
+                // the length beside it is garbage too.
                 if let Some(error) = self.expect_mismatch(buf, |f| f.offset + f.code.size() <= end)
                 {
-                    return Check::Bad {
-                        error,
-                        skip: end as u64,
-                    };
+                    return self.bad_header(error, buf, end);
                 }
                 let value = self.int_at(lf, buf);
                 if value < 0 {
-                    return Check::Bad {
-                        error: protocol(format!("negative length field: {value}")),
-                        skip: end as u64,
-                    };
+                    let error = protocol(format!("negative length field: {value}"));
+                    return self.bad_header(error, buf, end);
                 }
                 let frame_len = value + adjustment as i128 + end as i128;
                 let min = match self.spec {
@@ -625,16 +683,16 @@ impl Format {
                     _ => end,
                 };
                 if frame_len < min as i128 {
-                    return Check::Bad {
-                        error: protocol(self.too_short_message(value, frame_len, min)),
-                        skip: end as u64,
-                    };
+                    let error = protocol(self.too_short_message(value, frame_len, min));
+                    return self.bad_header(error, buf, end);
                 }
                 if frame_len > max_frame as i128 {
+                    // The length is well formed, only too large: skip exactly that frame.
                     let skip = u64::try_from(frame_len).unwrap_or(u64::MAX);
                     return Check::Bad {
                         error: self.too_large(frame_len),
                         skip,
+                        garbage: false,
                     };
                 }
                 let frame_len = frame_len as usize; // <= max_frame, which fits in memory
@@ -644,12 +702,15 @@ impl Format {
                             "Adjusted frame length ({frame_len}) is less than initialBytesToStrip: {strip}"
                         )),
                         skip: frame_len as u64,
+                        garbage: false,
                     };
                 }
+                // A constant after the length: the frame's extent is known, skip the frame.
                 if let Some(error) = self.expect_mismatch(buf, |f| f.offset + f.code.size() > end) {
                     return Check::Bad {
                         error,
                         skip: frame_len as u64,
+                        garbage: false,
                     };
                 }
                 if buf.len() < frame_len {
@@ -666,6 +727,63 @@ impl Format {
         }
     }
 
+    /// What to skip after a header that cannot be a frame's (a wrong magic, a length that
+    /// makes no sense), with `header_end` the end of its length field. Without a magic number
+    /// there is no telling where the next frame starts: skip to `header_end`, as Netty does.
+    /// With one, skip to the next place where the magic could start a frame (bytes at the end
+    /// of `buf` that match its beginning count: the rest may be on its way).
+    fn bad_header(&self, error: Error, buf: &[u8], header_end: usize) -> Check {
+        match self.next_start(buf) {
+            Some(skip) => Check::Bad {
+                error,
+                skip: skip as u64,
+                garbage: true,
+            },
+            None => Check::Bad {
+                error,
+                skip: header_end as u64,
+                garbage: false,
+            },
+        }
+    }
+
+    /// For a format with a magic number (`expect` constants at or before the length field):
+    /// the first offset after the start of `buf` where the magic could start a frame (bytes at
+    /// the end of `buf` that match its beginning count: the rest may be on its way), else
+    /// `buf.len()`. `None` for a format without one.
+    pub fn next_start(&self, buf: &[u8]) -> Option<usize> {
+        let Framing::LengthField { field, .. } = self.framing else {
+            return None;
+        };
+        let length_end = self.fields[field].offset + self.fields[field].code.size();
+        let magic: Vec<(usize, Vec<u8>)> = self
+            .fields
+            .iter()
+            .filter(|f| f.offset + f.code.size() <= length_end)
+            .filter_map(|f| {
+                let want = f.expect.as_ref()?;
+                let mut bytes = vec![0; f.code.size()];
+                self.write(&mut bytes, want);
+                Some((f.offset, bytes))
+            })
+            .collect();
+        if magic.is_empty() {
+            return None;
+        }
+        let could_start_at = |at: usize| {
+            magic.iter().all(|(offset, bytes)| {
+                let from = (at + offset).min(buf.len());
+                let n = bytes.len().min(buf.len() - from);
+                buf[from..from + n] == bytes[..n]
+            })
+        };
+        Some(
+            (1..buf.len())
+                .find(|&at| could_start_at(at))
+                .unwrap_or(buf.len()),
+        )
+    }
+
     /// Checks the `expect` constants among the fields `which` selects whose bytes are there.
     #[inline]
     fn expect_mismatch(&self, buf: &[u8], which: impl Fn(&Field) -> bool) -> Option<Error> {
@@ -680,10 +798,10 @@ impl Format {
             let got = self.field_value(f, buf);
             (got != *want).then(|| {
                 protocol(format!(
-                    "header field {:?} is {}, expected {}",
-                    f.name,
-                    show(&got),
-                    show(want)
+                    "header field {} is {}, expected {}",
+                    str_repr(&f.name),
+                    show(f.code, &got),
+                    show(f.code, want)
                 ))
             })
         })
@@ -783,6 +901,40 @@ impl Format {
         flags: i64,
         values: &[Option<Value>],
     ) -> Result<()> {
+        let start = out.len();
+        let result = self.pack_frame(out, body, msg_id, flags, values);
+        if result.is_err() {
+            out.truncate(start); // no half frame left behind
+        }
+        result
+    }
+
+    /// A header value given for a field this format does not have (a `TypeError` in Python,
+    /// like an unexpected keyword argument).
+    pub fn no_such_field(&self, name: &str) -> Error {
+        let names: Vec<&str> = self.fields.iter().map(|f| &*f.name).collect();
+        Error::NoSuchField(format!(
+            "this format has no {} field (its fields: {})",
+            str_repr(name),
+            names_repr(&names)
+        ))
+    }
+
+    fn pack_frame(
+        &self,
+        out: &mut Vec<u8>,
+        body: &[u8],
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> Result<()> {
+        // A value with nowhere to go is an error, never silently dropped.
+        if msg_id != 0 && self.msg_id_field.is_none() {
+            return Err(self.no_such_field("msg_id"));
+        }
+        if flags != 0 && self.flags_field.is_none() {
+            return Err(self.no_such_field("flags"));
+        }
         let max = self.max_body();
         let too_large = |len: usize, what: &str| Error::FrameTooLarge {
             message: format!("{what} of {len} bytes exceeds the format's limit ({max})"),
@@ -853,22 +1005,38 @@ impl Format {
                 let start = out.len();
                 out.resize(start + self.header_size, 0);
                 for (f, role) in self.fields.iter().zip(&self.roles) {
-                    let value = match role {
-                        Role::Length => int_value(lf.code, length).ok_or_else(|| {
-                            invalid(format!(
-                                "a {}-byte length field cannot hold {length}",
-                                lf.code.size()
-                            ))
-                        })?,
-                        Role::MsgId => coerce(f, Value::Int(msg_id))?,
-                        Role::Flags => coerce(f, Value::Int(flags))?,
-                        Role::User(u) => match values.get(*u).cloned().flatten() {
-                            Some(v) => coerce(f, v)?,
-                            None => match &f.expect {
-                                Some(v) => v.clone(),
-                                None => continue, // zero bytes
-                            },
-                        },
+                    // What the caller gave (msg_id and flags of 0 are the defaults: not given).
+                    let given = match role {
+                        Role::Length => {
+                            let value = int_value(lf.code, length).ok_or_else(|| {
+                                invalid(format!(
+                                    "a {}-byte length field cannot hold {length}",
+                                    lf.code.size()
+                                ))
+                            })?;
+                            self.write(&mut out[start + lf.offset..start + end], &value);
+                            continue;
+                        }
+                        Role::MsgId => (msg_id != 0).then_some(Value::Int(msg_id)),
+                        Role::Flags => (flags != 0).then_some(Value::Int(flags)),
+                        Role::User(u) => values.get(*u).cloned().flatten(),
+                    };
+                    let value = match (given, &f.expect) {
+                        (Some(v), Some(fixed)) => {
+                            let v = coerce(f, v)?;
+                            if v != *fixed {
+                                return Err(invalid(format!(
+                                    "header field {} is fixed to {} by expect=, not {}",
+                                    str_repr(&f.name),
+                                    show(f.code, fixed),
+                                    show(f.code, &v)
+                                )));
+                            }
+                            v
+                        }
+                        (Some(v), None) => coerce(f, v)?,
+                        (None, Some(fixed)) => fixed.clone(),
+                        (None, None) => continue, // zero bytes
                     };
                     self.write(
                         &mut out[start + f.offset..start + f.offset + f.code.size()],
@@ -924,17 +1092,17 @@ pub fn coerce(field: &Field, value: Value) -> Result<Value> {
     match (field.code, value) {
         (Code::Bytes(n), Value::Bytes(b)) if b.len() == n => Ok(Value::Bytes(b)),
         (Code::Bytes(n), Value::Bytes(b)) => Err(invalid(format!(
-            "header field {:?} takes {n} bytes, got {}",
-            field.name,
+            "header field {} takes {n} bytes, got {}",
+            str_repr(&field.name),
             b.len()
         ))),
         (Code::Bytes(_), _) => Err(invalid(format!(
-            "header field {:?} takes bytes",
-            field.name
+            "header field {} takes bytes",
+            str_repr(&field.name)
         ))),
         (code, Value::Bytes(_)) => Err(invalid(format!(
-            "header field {:?} takes an integer ({} bytes)",
-            field.name,
+            "header field {} takes an integer ({} bytes)",
+            str_repr(&field.name),
             code.size()
         ))),
         (code, Value::Int(v)) => range_checked(field, code, v as i128),
@@ -946,17 +1114,21 @@ fn range_checked(field: &Field, code: Code, v: i128) -> Result<Value> {
     int_value(code, v).ok_or_else(|| {
         let (lo, hi) = int_range(code);
         invalid(format!(
-            "header field {:?} requires {lo} <= value <= {hi}, got {v}",
-            field.name
+            "header field {} requires {lo} <= value <= {hi}, got {v}",
+            str_repr(&field.name)
         ))
     })
 }
 
-fn show(value: &Value) -> String {
+/// A constant as a message shows it: bytes as Python writes them, integers in hex at the
+/// field's width (constants are magic numbers, which specs write in hex).
+fn show(code: Code, value: &Value) -> String {
+    let width = 2 * code.size();
     match value {
-        Value::Int(v) => v.to_string(),
-        Value::UInt(v) => v.to_string(),
-        Value::Bytes(b) => format!("b{:?}", String::from_utf8_lossy(b)),
+        Value::Int(v) if *v < 0 => format!("-0x{:0width$x}", v.unsigned_abs()),
+        Value::Int(v) => format!("0x{v:0width$x}"),
+        Value::UInt(v) => format!("0x{v:0width$x}"),
+        Value::Bytes(b) => bytes_repr(b),
     }
 }
 
@@ -973,6 +1145,7 @@ fn check_varint(buf: &[u8], max_body: u64) -> Check {
                 return Check::Bad {
                     error: protocol(format!("negative length: {length}")),
                     skip: prefix as u64,
+                    garbage: false,
                 };
             }
             let length = length as u64;
@@ -986,6 +1159,7 @@ fn check_varint(buf: &[u8], max_body: u64) -> Check {
                         limit: max_body,
                     },
                     skip: prefix as u64 + length,
+                    garbage: false,
                 };
             }
             let len = prefix + length as usize;
@@ -1005,6 +1179,7 @@ fn check_varint(buf: &[u8], max_body: u64) -> Check {
         return Check::Bad {
             error: protocol("malformed varint."),
             skip: 5,
+            garbage: false,
         };
     }
     Check::Incomplete {
@@ -1119,6 +1294,7 @@ mod tests {
             Check::Bad {
                 error: Error::FrameTooLarge { length, .. },
                 skip,
+                garbage: false,
             } => assert_eq!((length, skip), (32, 36)),
             other => panic!("{other:?}"),
         }
@@ -1131,7 +1307,8 @@ mod tests {
             f.check(b"\xff\xff\xff\xfe"),
             Check::Bad {
                 error: Error::Protocol(_),
-                skip: 4
+                skip: 4,
+                garbage: false,
             }
         ));
     }
@@ -1150,13 +1327,24 @@ mod tests {
             f.check(b"\xca\xfe\x00\x00\x00\x01x"),
             Check::Frame { len: 7, .. }
         ));
-        // A wrong magic before the length: only the header up to the length is skipped.
+        // A wrong magic before the length: the bytes are garbage, skipped up to where the
+        // magic could start a frame (here the end: no 0xca anywhere).
         assert!(matches!(
             f.check(b"\xde\xad\x00\x00\x00\x01x"),
             Check::Bad {
                 error: Error::Protocol(_),
-                skip: 6
+                skip: 7,
+                garbage: true,
             }
+        ));
+        // ... or at the next magic, even one cut short by the end of the buffer.
+        assert!(matches!(
+            f.check(b"\xde\xad\x00\xca\xfe\x00\x00"),
+            Check::Bad { skip: 3, .. }
+        ));
+        assert!(matches!(
+            f.check(b"\xde\xad\x00\x01\x02\x03\xca"),
+            Check::Bad { skip: 6, .. }
         ));
         // A wrong constant after the length: the frame (by its length) is skipped.
         let g = Format::from_struct(
@@ -1171,7 +1359,8 @@ mod tests {
             g.check(b"\x00\x00\x00\x01\x03x"),
             Check::Bad {
                 error: Error::Protocol(_),
-                skip: 6
+                skip: 6,
+                garbage: false,
             }
         ));
     }
@@ -1194,9 +1383,102 @@ mod tests {
             f.check(&[0xff; 5]),
             Check::Bad {
                 error: Error::Protocol(_),
-                skip: 5
+                skip: 5,
+                garbage: false,
             }
         ));
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused_at_construction() {
+        for header in [
+            "!18446744073709551615xI",
+            "@18446744073709551613xQ",
+            "!I100000000000000s",
+            "!I1000000000000I",
+            "!I65533sI",
+        ] {
+            let err = Format::from_struct(header, &["length"], false, 16, &[]).unwrap_err();
+            assert!(
+                err.to_string().contains("total struct size too long"),
+                "{header}: {err}"
+            );
+        }
+        for offset in [usize::MAX, 1 << 40, MAX_HEADER] {
+            assert!(Format::length_field(offset, 4, 0, 0, 1 << 20, Order::Big, &[]).is_err());
+        }
+        // Java's argument order copied in: maxFrameLength 0 or below the header is refused.
+        assert!(Format::length_field(1024, 2, 3, 0, 0, Order::Big, &[]).is_err());
+        assert!(Format::length_field(8192, 2, 2, 0, 4, Order::Big, &[]).is_err());
+    }
+
+    #[test]
+    fn a_value_for_a_missing_field_is_refused() {
+        let f = Format::from_struct("!I", &["length"], false, 16, &[]).unwrap();
+        let err = f.pack_into(&mut Vec::new(), b"x", 5, 0, &[]).unwrap_err();
+        assert!(matches!(err, Error::NoSuchField(_)), "{err:?}");
+        assert!(matches!(
+            f.pack_into(&mut Vec::new(), b"x", 0, 1, &[]),
+            Err(Error::NoSuchField(_))
+        ));
+    }
+
+    #[test]
+    fn pack_checks_constants_and_leaves_nothing_behind_on_error() {
+        let f = Format::from_struct(
+            "!HI",
+            &["magic", "length"],
+            false,
+            16,
+            &[("magic", Value::UInt(0xcafe))],
+        )
+        .unwrap();
+        let mut out = b"before".to_vec();
+        let err = f
+            .pack_into(&mut out, b"x", 0, 0, &[Some(Value::UInt(0xbeef))])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "header field 'magic' is fixed to 0xcafe by expect=, not 0xbeef"
+        );
+        assert_eq!(out, b"before");
+        f.pack_into(&mut out, b"x", 0, 0, &[Some(Value::UInt(0xcafe))])
+            .unwrap();
+        assert_eq!(&out[6..], b"\xca\xfe\x00\x00\x00\x01x");
+    }
+
+    #[test]
+    fn mismatch_messages_read_like_python() {
+        let f = Format::from_struct(
+            "!2sI",
+            &["magic", "length"],
+            false,
+            16,
+            &[("magic", Value::Bytes((*b"\xca\xfe").into()))],
+        )
+        .unwrap();
+        let Check::Bad { error, .. } = f.check(b"\xde\xad\x00\x00\x00\x00") else {
+            panic!("not bad")
+        };
+        assert_eq!(
+            error.to_string(),
+            r"header field 'magic' is b'\xde\xad', expected b'\xca\xfe'"
+        );
+        let g = Format::from_struct(
+            "!HI",
+            &["magic", "length"],
+            false,
+            16,
+            &[("magic", Value::UInt(0xcafe))],
+        )
+        .unwrap();
+        let Check::Bad { error, .. } = g.check(b"\xbe\xef\x00\x00\x00\x00") else {
+            panic!("not bad")
+        };
+        assert_eq!(
+            error.to_string(),
+            "header field 'magic' is 0xbeef, expected 0xcafe"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod format;
 pub mod recipe;
 pub mod registry;
+pub mod repr;
 pub mod socket;
 pub mod stream;
 pub mod tls;

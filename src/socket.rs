@@ -21,7 +21,7 @@ use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Type};
@@ -94,8 +94,9 @@ pub struct Sock {
     family: i32,
     ty: i32,
     proto: i32,
-    /// The client group this socket is registered in, left when the socket closes.
-    membership: Mutex<Option<Membership>>,
+    /// The client groups this socket is registered in, left when the socket closes. A socket
+    /// may be in several (the listener's, and a chat room's, say); each counts it.
+    memberships: Mutex<Vec<Membership>>,
 }
 
 /// The bit of `Sock::users` that says `close()` was called.
@@ -148,7 +149,7 @@ impl Sock {
             // The creation flags are not part of the type, as in CPython's `socket.type`.
             ty: ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC),
             proto,
-            membership: Mutex::new(None),
+            memberships: Mutex::new(Vec::new()),
         }
     }
 
@@ -405,20 +406,20 @@ impl Sock {
         Ok(buf)
     }
 
-    /// Records the group this socket is registered in; closing it will leave the group.
+    /// Records a group this socket is registered in; closing it will leave the group. Joining
+    /// a group again replaces the earlier registration there.
     pub fn join(&self, membership: Membership) {
-        let old = self.lock_membership().replace(membership);
-        if let Some(old) = old {
-            old.leave();
-        }
+        let mut memberships = self.lock_memberships();
+        memberships.retain(|m| !Arc::ptr_eq(&m.registry, &membership.registry));
+        memberships.push(membership);
     }
 
-    fn lock_membership(&self) -> std::sync::MutexGuard<'_, Option<Membership>> {
-        self.membership.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_memberships(&self) -> std::sync::MutexGuard<'_, Vec<Membership>> {
+        self.memberships.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn leave_group(&self) {
-        if let Some(m) = self.lock_membership().take() {
+        for m in std::mem::take(&mut *self.lock_memberships()) {
             m.leave();
         }
     }

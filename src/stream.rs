@@ -132,9 +132,13 @@ const KEEP_CAPACITY: usize = 1 << 16;
 
 impl Outbox {
     /// Queues `frames`; returns the mark to give [`Outbox::abandon`] if writing them fails.
-    pub fn push(&mut self, frames: &[u8]) -> usize {
+    pub fn push(&mut self, frames: Vec<u8>) -> usize {
         let mark = self.buf.len();
-        self.buf.extend_from_slice(frames);
+        if self.buf.is_empty() {
+            self.buf = frames; // the usual case: nothing queued, no copy
+        } else {
+            self.buf.extend_from_slice(&frames);
+        }
         mark
     }
 
@@ -189,14 +193,14 @@ mod tests {
         stream.sock.set_timeout(Timeout::NonBlocking).unwrap();
         let mut outbox = Outbox::default();
         let big = vec![7u8; 64 << 20]; // more than the socket buffers take
-        let mark = outbox.push(&big);
+        let mark = outbox.push(big.clone());
         let err = outbox.flush(&stream, Wait::NonBlocking).unwrap_err();
         assert_eq!(err.errno(), Some(libc::EAGAIN));
         outbox.abandon(mark);
         let cut = outbox.pending();
         assert!(cut > 0 && cut < big.len(), "{cut}");
         // The next write fails before its own frame starts: it is dropped, the cut one stays.
-        let mark = outbox.push(b"next frame");
+        let mark = outbox.push(b"next frame".to_vec());
         assert!(outbox.flush(&stream, Wait::NonBlocking).is_err());
         outbox.abandon(mark);
         assert!(outbox.pending() <= cut);

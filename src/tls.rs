@@ -50,32 +50,67 @@ fn config_error(what: &str, err: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("{what}: {err}"))
 }
 
-fn load_certs(path: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| config_error(&format!("cannot read certificates from {path:?}"), e))?
+/// PEM material: a file, or the PEM text itself (as `ssl`'s `cadata`; trustme and most test
+/// fixtures hand certificates out as bytes).
+#[derive(Clone, Debug)]
+pub enum Pem {
+    File(String),
+    Bytes(Vec<u8>),
+}
+
+impl Pem {
+    fn read(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Pem::File(path) => std::fs::read(path)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|source| Error::File {
+                    path: path.clone(),
+                    source,
+                }),
+            Pem::Bytes(b) => Ok(std::borrow::Cow::Borrowed(b)),
+        }
+    }
+
+    /// How messages name it.
+    fn describe(&self) -> String {
+        match self {
+            Pem::File(path) => format!("{path:?}"),
+            Pem::Bytes(_) => "the PEM data given (bytes are PEM text; a path is a str)".to_owned(),
+        }
+    }
+}
+
+fn load_certs(pem: &Pem) -> Result<Vec<CertificateDer<'static>>> {
+    let data = pem.read()?;
+    let certs = CertificateDer::pem_slice_iter(&data)
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| config_error(&format!("bad certificate in {path:?}"), e))?;
+        .map_err(|e| config_error(&format!("bad certificate in {}", pem.describe()), e))?;
     if certs.is_empty() {
         return Err(Error::InvalidArgument(format!(
-            "no PEM certificate in {path:?}"
+            "no PEM certificate in {}",
+            pem.describe()
         )));
     }
     Ok(certs)
 }
 
-fn load_key(path: &str) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| config_error(&format!("cannot read a private key from {path:?}"), e))
+fn load_key(pem: &Pem) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(&pem.read()?).map_err(|e| {
+        config_error(
+            &format!("cannot read a private key from {}", pem.describe()),
+            e,
+        )
+    })
 }
 
-fn roots(ca: Option<&str>) -> Result<RootCertStore> {
+fn roots(ca: Option<&Pem>) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     match ca {
-        Some(path) => {
-            for cert in load_certs(path)? {
-                store
-                    .add(cert)
-                    .map_err(|e| config_error(&format!("bad CA certificate in {path:?}"), e))?;
+        Some(pem) => {
+            for cert in load_certs(pem)? {
+                store.add(cert).map_err(|e| {
+                    config_error(&format!("bad CA certificate in {}", pem.describe()), e)
+                })?;
             }
         }
         None => {
@@ -98,14 +133,14 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    /// `ca`: PEM file of trusted CAs (`None`: the system's). `insecure`: no verification at
-    /// all. `cert`/`key`: a client certificate for mutual TLS.
+    /// `ca`: trusted CAs (`None`: the system's). `insecure`: no verification at all.
+    /// `cert`/`key`: a client certificate for mutual TLS.
     pub fn new(
-        ca: Option<&str>,
+        ca: Option<&Pem>,
         server_name: Option<String>,
         insecure: bool,
-        cert: Option<&str>,
-        key: Option<&str>,
+        cert: Option<&Pem>,
+        key: Option<&Pem>,
     ) -> Result<Self> {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -138,14 +173,14 @@ impl ClientSettings {
 
 /// A server configuration: certificate chain and key, and (for mutual TLS) the CAs client
 /// certificates must chain to.
-pub fn server_config(cert: &str, key: &str, client_ca: Option<&str>) -> Result<Arc<ServerConfig>> {
+pub fn server_config(cert: &Pem, key: &Pem, client_ca: Option<&Pem>) -> Result<Arc<ServerConfig>> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| config_error("TLS server", e))?;
     let builder = match client_ca {
-        Some(path) => {
+        Some(ca) => {
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots(Some(path))?),
+                Arc::new(roots(Some(ca))?),
                 provider(),
             )
             .build()
@@ -528,7 +563,19 @@ mod tests {
 
     #[test]
     fn missing_files_are_clear_errors() {
-        let err = server_config("/nonexistent/cert.pem", "/nonexistent/key.pem", None).unwrap_err();
+        let missing = |p: &str| Pem::File(p.to_owned());
+        let err = server_config(
+            &missing("/nonexistent/cert.pem"),
+            &missing("/x/key.pem"),
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+        assert!(
+            matches!(err, Error::File { ref source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+        );
+        let err =
+            server_config(&Pem::Bytes(b"not pem".to_vec()), &missing("/x"), None).unwrap_err();
+        assert!(err.to_string().contains("PEM data"), "{err}");
     }
 }

@@ -296,3 +296,50 @@ def test_client_info_repr_and_missing_key(listener):
     assert hash(info) == hash(listener.clients.get(accepted[0].fileno()))
     for s in clients + accepted:
         s.close()
+
+
+def test_a_socket_in_a_second_group_still_counts_in_the_listener(listener):
+    """A socket may be in several groups (the listener's and a chat room's): each counts it,
+    so the listener's max still holds, and closing the socket leaves both."""
+    addr = listener.getsockname()
+    clients = [sw.create_client(addr, timeout=5) for _ in range(listener.max_clients)]
+    accepted = [sw.accept_client_connect(listener) for _ in clients]
+    room = sw.ClientGroup()
+    room.add(accepted[0])
+    assert len(listener.clients) == listener.max_clients
+    assert accepted[0].fileno() in room and accepted[0].fileno() in listener.clients
+    extra = sw.create_client(addr, timeout=5)
+    with pytest.raises(sw.ServerFull):
+        sw.accept_client_connect(listener)  # no surplus client gets in
+    accepted[0].close()
+    assert len(room) == 0
+    assert len(listener.clients) == listener.max_clients - 1
+    for s in (*clients, *accepted, extra):
+        s.close()
+
+
+@pytest.mark.parametrize("thing", ["x", 42, None])
+def test_client_group_add_of_a_non_socket_is_a_type_error(thing):
+    with pytest.raises(TypeError, match="connected sockets"):
+        sw.ClientGroup().add(thing)
+
+
+def test_adopting_a_socket_sockwire_cannot_take_leaves_it_intact():
+    a, b = socket.socketpair()  # AF_UNIX
+    with a, b:
+        for adopt in (sw.Socket.from_stdlib, sw.Connection):
+            with pytest.raises(ValueError, match="TCP sockets"):
+                adopt(a)
+            assert a.fileno() >= 0  # still the caller's, not detached
+        a.sendall(b"still works")
+        assert b.recv(16) == b"still works"
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with udp, pytest.raises(ValueError):
+        sw.Socket.from_stdlib(udp)
+    assert udp.fileno() == -1  # closed by the with block, not leaked by sockwire
+
+
+@pytest.mark.parametrize("thing", ["x", 3, object()])
+def test_connection_of_a_non_socket_is_a_type_error(thing):
+    with pytest.raises(TypeError, match=r"sockwire\.Socket or a socket\.socket"):
+        sw.Connection(thing)

@@ -202,6 +202,33 @@ def test_shutdown_write_after_the_peer_replied_and_closed(pki):
         assert not errors
 
 
+def test_pem_bytes_work_like_files(pki):
+    """trustme (and most fixtures) hand out PEM bytes, as ssl's cadata takes them."""
+    ca, server = pki["trustme_ca"], pki["trustme_server"]
+    server_tls = sw.TlsConfig.server(
+        server.cert_chain_pems[0].bytes(), server.private_key_pem.bytes()
+    )
+    assert "PEM bytes" in repr(server_tls)
+    listener = sw.server_listener(("127.0.0.1", 0), 2, tls=server_tls)
+    accepted = []
+    t = threading.Thread(target=lambda: accepted.append(sw.accept_client_connect(listener)))
+    t.start()
+    client_tls = sw.TlsConfig.client(ca=ca.cert_pem.bytes())
+    with sw.create_client(listener.getsockname(), timeout=5, tls=client_tls) as c:
+        t.join(5)
+        accepted[0].sendall(b"hello")
+        assert c.recv(5) == b"hello"
+    accepted[0].close()
+    listener.close()
+
+
+def test_a_huge_recv_on_a_tls_socket_returns_what_is_there(tls_pair):
+    """recv(2**40) aborted the process; a TLS read returns what one read decrypts."""
+    client, server = tls_pair
+    server.sendall(b"small")
+    assert client.recv(2**40) == b"small"
+
+
 def test_wrong_hostname_is_a_verification_error(pki):
     addr, _ = ssl_server(pki)
     tls = sw.TlsConfig.client(ca=pki["ca"], server_name="wrong.example")
@@ -297,8 +324,13 @@ def test_silent_server_times_out_the_client_handshake(pki):
 
 
 def test_config_errors(pki, tmp_path):
-    with pytest.raises(ValueError, match="nonexistent"):
+    with pytest.raises(FileNotFoundError, match="nonexistent") as info:
         sw.TlsConfig.server(tmp_path / "nonexistent.pem", pki["key"])
+    assert info.value.filename == str(tmp_path / "nonexistent.pem")
+    with pytest.raises(FileNotFoundError):
+        sw.TlsConfig.client(ca=tmp_path / "missing-ca.pem")
+    with pytest.raises(ValueError, match="no PEM certificate"):
+        sw.TlsConfig.client(ca=b"not a certificate")
     with pytest.raises(ValueError, match="both cert and key"):
         sw.TlsConfig.client(cert=pki["client_cert"])
     with pytest.raises(TypeError, match=r"TlsConfig\.client"):

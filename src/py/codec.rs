@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::convert::BytesArg;
+use super::convert::{usize_arg, BytesArg};
 use crate::cipher::{Algorithm as CipherAlgorithm, Cipher as CoreCipher};
 use crate::compress::{Algorithm, Compression as CoreCompression};
 
@@ -19,7 +19,8 @@ pub struct Compression {
 impl Compression {
     #[new]
     #[pyo3(signature = (name, level=None, min_size=0))]
-    fn new(name: &str, level: Option<i32>, min_size: usize) -> PyResult<Self> {
+    fn new(name: &str, level: Option<i32>, min_size: i128) -> PyResult<Self> {
+        let min_size = usize_arg(min_size, "min_size")?;
         Ok(Compression {
             inner: CoreCompression::new(Algorithm::from_name(name)?, level, min_size)?,
         })

@@ -92,7 +92,7 @@ impl Connection {
     /// this connection while this send waits to resume, the handler (which gets the turn this
     /// thread holds) finishes writing these frames before its own; and if this send fails part
     /// way, the next send completes the cut frame first (see [`Outbox`]).
-    fn send_frames(&self, py: Python<'_>, frames: &[u8]) -> PyResult<()> {
+    fn send_frames(&self, py: Python<'_>, frames: Vec<u8>) -> PyResult<()> {
         if let Some(err) = self.closed_error() {
             return Err(err);
         }
@@ -135,14 +135,21 @@ impl Connection {
                 st.decoder.finish()?;
                 return Err(Error::ConnectionClosed.into());
             }
-            let ready = &mut st.ready;
-            let fed = feed_into(py, &mut st.decoder, &st.scratch[..n], &mut |p| {
-                ready.push_back(p.unbind());
-                Ok(())
-            });
-            if let Err(err) = fed {
-                st.error = Some(err);
-            }
+            // Packets before a bad frame are delivered, then its error; what follows it is not
+            // trusted (the connection closes).
+            let (ready, error) = (&mut st.ready, &mut st.error);
+            feed_into(
+                py,
+                &mut st.decoder,
+                &st.scratch[..n],
+                &mut |item| match item {
+                    Ok((p, _)) if error.is_none() => ready.push_back(p.unbind()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        error.get_or_insert(e);
+                    }
+                },
+            );
         }
     }
 
@@ -167,9 +174,7 @@ impl Connection {
         let sock: Py<Socket> = match sock.cast::<Socket>() {
             Ok(s) => s.clone().unbind(),
             // A stdlib socket is adopted: sockwire takes over its fd.
-            Err(_) => py
-                .get_type::<Socket>()
-                .call_method1("from_stdlib", (sock,))?
+            Err(_) => Socket::adopt_stdlib(&py.get_type::<Socket>(), sock, "Connection()")?
                 .cast_into::<Socket>()?
                 .unbind(),
         };
@@ -209,7 +214,7 @@ impl Connection {
         self.format
             .get()
             .pack_one(&mut frame, body, msg_id, fields)?;
-        self.send_frames(py, &frame)
+        self.send_frames(py, frame)
     }
 
     /// Sends many packets with one write: bodies (with this call's header values) or `Packet`s.
@@ -222,7 +227,7 @@ impl Connection {
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
         let frames = self.format.get().pack_all(items, msg_id, fields)?;
-        self.send_frames(py, &frames)
+        self.send_frames(py, frames)
     }
 
     /// Receives the next packet.

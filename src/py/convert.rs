@@ -28,6 +28,30 @@ where
     }
 }
 
+/// A size or count argument, taken as any int so that a negative or huge value gets a message
+/// naming the argument (`max_body must be >= 0, not -1`) rather than pyo3's conversion error.
+pub fn size_arg(value: i128, name: &str) -> PyResult<u64> {
+    if value < 0 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be >= 0, not {value}"
+        )));
+    }
+    u64::try_from(value)
+        .ok()
+        .filter(|v| usize::try_from(*v).is_ok())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{name} must be at most {}, not {value}",
+                usize::MAX
+            ))
+        })
+}
+
+/// [`size_arg`] for a value used as an in-memory size or offset.
+pub fn usize_arg(value: i128, name: &str) -> PyResult<usize> {
+    Ok(size_arg(value, name)? as usize)
+}
+
 /// `settimeout()`'s argument: `None`, or a non-negative int or float of seconds, checked in
 /// CPython's order and with its messages: NaN, then overflow of the nanosecond clock (either
 /// sign), then negative values.

@@ -1,6 +1,6 @@
 //! The exception hierarchy and the single conversion from core errors to Python exceptions.
 
-use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -99,9 +99,15 @@ impl From<CoreError> for PyErr {
                 None => PyOSError::new_err(e.to_string()),
             },
             CoreError::Timeout => PyTimeoutError::new_err("timed out"),
+            CoreError::File { path, source } => match source.raw_os_error() {
+                // OSError(errno, strerror, filename) becomes FileNotFoundError and the like.
+                Some(errno) => PyOSError::new_err((errno, strerror(errno), path)),
+                None => PyOSError::new_err(format!("{source}: {path:?}")),
+            },
             CoreError::Resolve { code, message } => gaierror::new_err((code, message)),
             e @ CoreError::ServerFull { .. } => ServerFull::new_err(e.to_string()),
             CoreError::InvalidArgument(msg) => PyValueError::new_err(msg),
+            CoreError::NoSuchField(msg) => PyTypeError::new_err(msg),
             CoreError::Protocol(msg) => ProtocolError::new_err(msg),
             CoreError::FrameTooLarge {
                 message,

@@ -8,9 +8,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use super::codec::{cipher_arg, compression_arg, Cipher, Compression};
-use super::convert::{type_name, BytesArg};
+use super::convert::{size_arg, type_name, usize_arg, BytesArg};
 use super::errors::set_attrs;
-use crate::decoder::Decoder as CoreDecoder;
+use crate::decoder::{Decoder as CoreDecoder, Event};
 use crate::error::Error;
 use crate::format::{Check, Format, Order, Role, Spec, Value};
 
@@ -236,6 +236,33 @@ fn order_arg(byteorder: &str) -> PyResult<Order> {
     }
 }
 
+/// `fields=`: a sequence of names. A bare string is refused (iterating it would give letters).
+fn names_arg(fields: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if fields.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "fields must be a sequence of names, such as ('length', 'msg_id'), not a str",
+        ));
+    }
+    fields
+        .try_iter()
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "fields must be a sequence of names, not {}",
+                type_name(fields)
+            ))
+        })?
+        .map(|name| {
+            let name = name?;
+            name.extract::<String>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "fields must hold str names, not {}",
+                    type_name(&name)
+                ))
+            })
+        })
+        .collect()
+}
+
 fn expect_arg(expect: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Value)>> {
     let mut out = Vec::new();
     if let Some(expect) = expect {
@@ -257,11 +284,8 @@ struct HeaderArgs {
 }
 
 impl PacketFormat {
-    fn header_args(&self, msg_id: i64, fields: Option<&Bound<'_, PyDict>>) -> PyResult<HeaderArgs> {
+    fn header_args(&self, fields: Option<&Bound<'_, PyDict>>) -> PyResult<HeaderArgs> {
         let f = &self.format;
-        if msg_id != 0 && f.role_index(Role::MsgId).is_none() {
-            return Err(PyValueError::new_err("this format has no msg_id field"));
-        }
         let mut args = HeaderArgs {
             flags: 0,
             values: vec![None; f.user_names.len()],
@@ -284,12 +308,7 @@ impl PacketFormat {
                     Role::Flags => args.flags = v.extract()?,
                     Role::User(u) => args.values[u] = Some(value_from_py(&v)?),
                 },
-                None => {
-                    return Err(PyTypeError::new_err(format!(
-                        "unexpected header field {name:?}; this format has {:?}",
-                        f.fields.iter().map(|f| &*f.name).collect::<Vec<_>>()
-                    )))
-                }
+                None => return Err(f.no_such_field(&name).into()),
             }
         }
         Ok(args)
@@ -310,11 +329,7 @@ impl PacketFormat {
             for (name, value) in p.header_pairs() {
                 match self.format.user_names.iter().position(|n| &**n == name) {
                     Some(u) => values[u] = Some(value.clone()),
-                    None => {
-                        return Err(PyValueError::new_err(format!(
-                            "packet has header field {name:?}, which this format does not"
-                        )))
-                    }
+                    None => return Err(self.format.no_such_field(name).into()),
                 }
             }
             let body = p.body.bind(item.py()).as_bytes();
@@ -335,7 +350,7 @@ impl PacketFormat {
         msg_id: i64,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<u8>> {
-        let args = self.header_args(msg_id, fields)?;
+        let args = self.header_args(fields)?;
         let mut out = Vec::new();
         for item in items.try_iter()? {
             self.pack_item(&mut out, &item?, msg_id, &args)?;
@@ -351,7 +366,7 @@ impl PacketFormat {
         msg_id: i64,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let args = self.header_args(msg_id, fields)?;
+        let args = self.header_args(fields)?;
         let body = BytesArg::extract(body)?;
         Ok(self
             .format
@@ -374,7 +389,7 @@ impl PacketFormat {
 
     /// `PacketFormat()`: a 4-byte big-endian length, then the body.
     pub(crate) fn default_format() -> Self {
-        PacketFormat::new("!I", None, false, DEFAULT_MAX_BODY, None, None, None)
+        PacketFormat::new("!I", None, false, DEFAULT_MAX_BODY.into(), None, None, None)
             .expect("the default format is valid")
     }
 }
@@ -388,45 +403,51 @@ thread_local! {
 impl PacketFormat {
     #[new]
     #[pyo3(
-        signature = (header="!I", fields=None, *, length_includes_header=false, max_body=DEFAULT_MAX_BODY, expect=None, compress=None, cipher=None),
+        signature = (header="!I", fields=None, *, length_includes_header=false, max_body=DEFAULT_MAX_BODY as i128, expect=None, compress=None, cipher=None),
         text_signature = "(header='!I', fields=None, *, length_includes_header=False, max_body=8388608, expect=None, compress=None, cipher=None)"
     )]
     #[allow(clippy::too_many_arguments)] // the Python signature's keywords
     fn new(
         header: &str,
-        fields: Option<Vec<String>>,
+        fields: Option<&Bound<'_, PyAny>>,
         length_includes_header: bool,
-        max_body: u64,
+        max_body: i128,
         expect: Option<&Bound<'_, PyDict>>,
         compress: Option<&Bound<'_, PyAny>>,
         cipher: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let fields = fields.unwrap_or_else(|| vec!["length".to_owned()]);
+        let fields = match fields {
+            Some(f) => names_arg(f)?,
+            None => vec!["length".to_owned()],
+        };
         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
         let expect = expect_arg(expect)?;
         let format = Format::from_struct(
             header,
             &names,
             length_includes_header,
-            max_body,
+            size_arg(max_body, "max_body")?,
             &borrowed(&expect),
         )?;
         PacketFormat::build(format, compress, cipher)
     }
 
     /// A format from Netty `LengthFieldBasedFrameDecoder` parameters, with Netty's semantics.
+    // Keyword-only after the first two: Java's constructor takes maxFrameLength first, and
+    // `length_field(1024, 2, 3, 0, 0)` copied from it would otherwise be accepted positionally
+    // with every value in the wrong place.
     #[staticmethod]
     #[pyo3(
-        signature = (offset, length, adjustment=0, strip=0, max_frame=DEFAULT_MAX_BODY, byteorder="big", *, expect=None, compress=None, cipher=None),
-        text_signature = "(offset, length, adjustment=0, strip=0, max_frame=8388608, byteorder='big', *, expect=None, compress=None, cipher=None)"
+        signature = (offset, length, *, adjustment=0, strip=0, max_frame=DEFAULT_MAX_BODY as i128, byteorder="big", expect=None, compress=None, cipher=None),
+        text_signature = "(offset, length, *, adjustment=0, strip=0, max_frame=8388608, byteorder='big', expect=None, compress=None, cipher=None)"
     )]
     #[allow(clippy::too_many_arguments)] // Netty's parameters, then the pipeline's
     fn length_field(
-        offset: usize,
-        length: usize,
+        offset: i128,
+        length: i128,
         adjustment: i64,
-        strip: usize,
-        max_frame: u64,
+        strip: i128,
+        max_frame: i128,
         byteorder: &str,
         expect: Option<&Bound<'_, PyDict>>,
         compress: Option<&Bound<'_, PyAny>>,
@@ -434,11 +455,11 @@ impl PacketFormat {
     ) -> PyResult<Self> {
         let expect = expect_arg(expect)?;
         let format = Format::length_field(
-            offset,
-            length,
+            usize_arg(offset, "offset")?,
+            usize_arg(length, "length")?,
             adjustment,
-            strip,
-            max_frame,
+            usize_arg(strip, "strip")?,
+            size_arg(max_frame, "max_frame")?,
             order_arg(byteorder)?,
             &borrowed(&expect),
         )?;
@@ -448,14 +469,15 @@ impl PacketFormat {
     /// The protobuf base-128 varint length prefix (Netty's `ProtobufVarint32FrameDecoder`).
     #[staticmethod]
     #[pyo3(
-        signature = (max_body=DEFAULT_MAX_BODY, *, compress=None, cipher=None),
+        signature = (max_body=DEFAULT_MAX_BODY as i128, *, compress=None, cipher=None),
         text_signature = "(max_body=8388608, *, compress=None, cipher=None)"
     )]
     fn varint(
-        max_body: u64,
+        max_body: i128,
         compress: Option<&Bound<'_, PyAny>>,
         cipher: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let max_body = size_arg(max_body, "max_body")?;
         PacketFormat::build(Format::varint(max_body), compress, cipher)
     }
 
@@ -500,10 +522,16 @@ impl PacketFormat {
         msg_id: i64,
         fields: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        PACK_SCRATCH.with_borrow_mut(|out| {
+        let pack = |out: &mut Vec<u8>| {
             out.clear();
             self.pack_one(out, body, msg_id, fields)?;
             Ok(PyBytes::new(py, out))
+        };
+        // Converting an argument can run Python code that calls pack() again (an __index__,
+        // a buffer exporter): that inner call finds the scratch buffer in use and takes its own.
+        PACK_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut out) => pack(&mut out),
+            Err(_) => pack(&mut Vec::new()),
         })
     }
 
@@ -548,6 +576,8 @@ impl PacketFormat {
     fn decoder(&self) -> Decoder {
         Decoder {
             inner: CoreDecoder::new(self.format.clone()),
+            held: Vec::new(),
+            held_bytes: 0,
         }
     }
 
@@ -603,20 +633,28 @@ impl PacketFormat {
 #[pyclass(module = "sockwire", name = "Decoder")]
 pub struct Decoder {
     pub(crate) inner: CoreDecoder,
+    /// Packets that followed a bad frame in an earlier `feed()`: the next call returns them.
+    held: Vec<Py<Packet>>,
+    /// Their size on the wire, counted in `pending`.
+    held_bytes: usize,
 }
 
-/// Decodes `data` with `decoder`, appending packets to `out`. On a bad frame the error carries
-/// the packets decoded before it in this call as `.packets`.
+/// Decodes `data` with `decoder`, calling `sink` in stream order with each packet (and its
+/// size on the wire) or the error of each bad frame (or body that fails to decrypt or
+/// decompress).
 pub(crate) fn feed_into<'py>(
     py: Python<'py>,
     decoder: &mut CoreDecoder,
     data: &[u8],
-    out: &mut impl FnMut(Bound<'py, Packet>) -> PyResult<()>,
-) -> PyResult<()> {
+    sink: &mut impl FnMut(PyResult<(Bound<'py, Packet>, usize)>),
+) {
     let format = decoder.format().clone();
-    decoder.feed(data, |frame, start| {
-        out(Packet::from_frame(py, &format, frame, start)?)
-    })
+    decoder.feed(data, |event| match event {
+        Event::Frame { frame, body_start } => {
+            sink(Packet::from_frame(py, &format, frame, body_start).map(|p| (p, frame.len())))
+        }
+        Event::Bad(e) => sink(Err(e.into())),
+    });
 }
 
 #[pymethods]
@@ -628,23 +666,52 @@ impl Decoder {
         data: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let data = BytesArg::extract(data)?;
-        let packets = PyList::empty(py);
-        let result = feed_into(py, &mut self.inner, data.as_slice(), &mut |p| {
-            packets.append(p)
-        });
-        match result {
-            Ok(()) => Ok(packets),
-            Err(err) => {
-                set_attrs(py, &err, &[("packets", packets.into_any())]);
-                Err(err)
-            }
+        let packets = PyList::new(py, self.held.drain(..))?;
+        self.held_bytes = 0;
+        let mut errors: Vec<PyErr> = Vec::new();
+        let mut failed = None;
+        let (held, held_bytes) = (&mut self.held, &mut self.held_bytes);
+        feed_into(
+            py,
+            &mut self.inner,
+            data.as_slice(),
+            &mut |item| match item {
+                Ok((p, _)) if errors.is_empty() => {
+                    if let Err(e) = packets.append(p) {
+                        failed.get_or_insert(e);
+                    }
+                }
+                Ok((p, wire_len)) => {
+                    held.push(p.unbind());
+                    *held_bytes += wire_len;
+                }
+                Err(e) => errors.push(e),
+            },
+        );
+        if let Some(e) = failed {
+            return Err(e);
         }
+        let mut errors = errors.into_iter();
+        let Some(err) = errors.next() else {
+            return Ok(packets);
+        };
+        let later = PyList::new(py, errors.map(|e| e.into_value(py)))?;
+        set_attrs(
+            py,
+            &err,
+            &[
+                ("packets", packets.into_any()),
+                ("later_errors", later.into_any()),
+            ],
+        );
+        Err(err)
     }
 
-    /// Bytes buffered and not yet decoded.
+    /// Bytes buffered and not yet returned: an unfinished frame, and the frames that followed
+    /// a bad one (returned by the next `feed()`).
     #[getter]
     fn pending(&self) -> usize {
-        self.inner.pending()
+        self.inner.pending() + self.held_bytes
     }
 
     /// The decoder's format.
@@ -656,6 +723,6 @@ impl Decoder {
     }
 
     fn __repr__(&self) -> String {
-        format!("<Decoder pending={}>", self.inner.pending())
+        format!("<Decoder pending={}>", self.pending())
     }
 }

@@ -7,7 +7,7 @@ use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::convert::address_value;
+use super::convert::{address_value, type_name};
 use super::socket::Socket;
 use crate::recipe;
 use crate::registry::{ClientRecord, Registry};
@@ -106,6 +106,12 @@ fn fd_of(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
 
 /// The peer address of any socket-like object, through its `getpeername()`.
 fn peer_of(sock: &Bound<'_, PyAny>) -> PyResult<SocketAddr> {
+    if !sock.hasattr("getpeername")? || !sock.hasattr("fileno")? {
+        return Err(PyTypeError::new_err(format!(
+            "ClientGroup holds connected sockets (sockwire.Socket or socket.socket), not {}",
+            type_name(sock)
+        )));
+    }
     let peer = sock.call_method0("getpeername")?;
     let tuple = peer.cast::<PyTuple>().map_err(|_| {
         PyTypeError::new_err("ClientGroup holds TCP sockets: getpeername() must return a tuple")

@@ -9,8 +9,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyBytes, PyTuple, PyType};
 
 use super::convert::{
-    address_arg, address_value, blocking, resolve, timeout_arg, timeout_value, writable_buffer,
-    BytesArg,
+    address_arg, address_value, blocking, resolve, timeout_arg, timeout_value, type_name,
+    writable_buffer, BytesArg,
 };
 use super::errors::os_error;
 use crate::error::Error;
@@ -106,6 +106,40 @@ impl Socket {
     ) -> PyResult<std::net::SocketAddr> {
         let hp = address_arg(self.sock().family(), address, caller)?;
         resolve(py, self.sock().family(), &hp)
+    }
+
+    /// `from_stdlib`: everything is checked before the stdlib socket is detached, so a socket
+    /// sockwire cannot take (AF_UNIX, UDP, closed, not a socket) stays the caller's, intact.
+    pub(crate) fn adopt_stdlib<'py>(
+        cls: &Bound<'py, PyType>,
+        sock: &Bound<'py, PyAny>,
+        caller: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        if !sock.is_instance(&stdlib(py)?.getattr("socket")?)? {
+            return Err(PyTypeError::new_err(format!(
+                "{caller} takes a sockwire.Socket or a socket.socket, not {}",
+                type_name(sock)
+            )));
+        }
+        let family: i32 = sock.getattr("family")?.extract()?;
+        let ty: i32 = sock.getattr("type")?.extract()?;
+        let proto: i32 = sock.getattr("proto")?.extract()?;
+        if !matches!(family, libc::AF_INET | libc::AF_INET6) || ty != libc::SOCK_STREAM {
+            return Err(PyValueError::new_err(format!(
+                "{caller}: sockwire takes TCP sockets (AF_INET or AF_INET6, SOCK_STREAM), not {}",
+                sock.repr()?
+            )));
+        }
+        if sock.call_method0("fileno")?.extract::<i32>()? < 0 {
+            return Err(os_error(libc::EBADF));
+        }
+        let timeout = sock.call_method0("gettimeout")?;
+        let fd: i32 = sock.call_method0("detach")?.extract()?;
+        let kwargs = [("fileno", fd)].into_py_dict(py)?;
+        let adopted = cls.call((family, ty, proto), Some(&kwargs))?;
+        adopted.call_method1("settimeout", (timeout,))?;
+        Ok(adopted)
     }
 
     fn int_enum<'py>(py: Python<'py>, enum_name: &str, value: i32) -> PyResult<Bound<'py, PyAny>> {
@@ -540,15 +574,7 @@ impl Socket {
         cls: &Bound<'py, PyType>,
         sock: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let family: i32 = sock.getattr("family")?.extract()?;
-        let ty: i32 = sock.getattr("type")?.extract()?;
-        let proto: i32 = sock.getattr("proto")?.extract()?;
-        let timeout = sock.call_method0("gettimeout")?;
-        let fd: i32 = sock.call_method0("detach")?.extract()?;
-        let kwargs = [("fileno", fd)].into_py_dict(cls.py())?;
-        let adopted = cls.call((family, ty, proto), Some(&kwargs))?;
-        adopted.call_method1("settimeout", (timeout,))?;
-        Ok(adopted)
+        Socket::adopt_stdlib(cls, sock, "Socket.from_stdlib()")
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {

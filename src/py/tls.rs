@@ -6,7 +6,8 @@ use std::sync::Arc;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use crate::tls::{server_config, ClientSettings};
+use super::convert::{type_name, BytesArg};
+use crate::tls::{server_config, ClientSettings, Pem};
 
 /// Client or server TLS settings.
 pub enum Settings {
@@ -22,8 +23,31 @@ pub struct TlsConfig {
     describe: String,
 }
 
-fn path(p: &std::path::Path) -> String {
-    p.to_string_lossy().into_owned()
+/// A PEM argument: bytes-like is the PEM text itself, anything else a path (str or
+/// `os.PathLike`).
+fn pem_arg(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<Pem>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(data) = BytesArg::extract(value) {
+        return Ok(Some(Pem::Bytes(data.as_slice().to_vec())));
+    }
+    match value.extract::<PathBuf>() {
+        Ok(p) => Ok(Some(Pem::File(p.to_string_lossy().into_owned()))),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{name} must be a path or PEM bytes, not {}",
+            type_name(value)
+        ))),
+    }
+}
+
+/// How a repr shows a PEM argument: the path, never key material.
+fn describe(pem: Option<&Pem>) -> String {
+    match pem {
+        None => "None".to_owned(),
+        Some(Pem::File(path)) => format!("'{path}'"),
+        Some(Pem::Bytes(_)) => "<PEM bytes>".to_owned(),
+    }
 }
 
 impl TlsConfig {
@@ -52,30 +76,30 @@ impl TlsConfig {
     #[staticmethod]
     #[pyo3(signature = (ca=None, server_name=None, insecure=false, cert=None, key=None))]
     fn client(
-        ca: Option<PathBuf>,
+        ca: Option<&Bound<'_, PyAny>>,
         server_name: Option<String>,
         insecure: bool,
-        cert: Option<PathBuf>,
-        key: Option<PathBuf>,
+        cert: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let (ca, cert, key) = (
-            ca.map(|p| path(&p)),
-            cert.map(|p| path(&p)),
-            key.map(|p| path(&p)),
+            pem_arg(ca, "ca")?,
+            pem_arg(cert, "cert")?,
+            pem_arg(key, "key")?,
         );
         let settings = ClientSettings::new(
-            ca.as_deref(),
+            ca.as_ref(),
             server_name.clone(),
             insecure,
-            cert.as_deref(),
-            key.as_deref(),
+            cert.as_ref(),
+            key.as_ref(),
         )?;
         let describe = format!(
             "TlsConfig.client(ca={}, server_name={}, insecure={}, cert={})",
-            ca.map_or("None".into(), |c| format!("'{c}'")),
+            describe(ca.as_ref()),
             server_name.map_or("None".into(), |n| format!("'{n}'")),
             if insecure { "True" } else { "False" },
-            cert.map_or("None".into(), |c| format!("'{c}'")),
+            describe(cert.as_ref()),
         );
         Ok(TlsConfig {
             settings: Settings::Client(settings),
@@ -87,15 +111,24 @@ impl TlsConfig {
     /// certificates (mutual TLS).
     #[staticmethod]
     #[pyo3(signature = (cert, key, client_ca=None))]
-    fn server(cert: PathBuf, key: PathBuf, client_ca: Option<PathBuf>) -> PyResult<Self> {
-        let client_ca = client_ca.map(|p| path(&p));
-        let config = server_config(&path(&cert), &path(&key), client_ca.as_deref())?;
+    fn server(
+        cert: &Bound<'_, PyAny>,
+        key: &Bound<'_, PyAny>,
+        client_ca: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let required = |value, name| {
+            pem_arg(Some(value), name)?
+                .ok_or_else(|| PyTypeError::new_err(format!("{name} is required")))
+        };
+        let (cert, key) = (required(cert, "cert")?, required(key, "key")?);
+        let client_ca = pem_arg(client_ca, "client_ca")?;
+        let config = server_config(&cert, &key, client_ca.as_ref())?;
         Ok(TlsConfig {
             settings: Settings::Server(config),
             describe: format!(
-                "TlsConfig.server(cert='{}', client_ca={})",
-                path(&cert),
-                client_ca.map_or("None".into(), |c| format!("'{c}'"))
+                "TlsConfig.server(cert={}, client_ca={})",
+                describe(Some(&cert)),
+                describe(client_ca.as_ref())
             ),
         })
     }
