@@ -1,4 +1,4 @@
-"""``python -m sockwire demo``: the seed recipe end to end on loopback, narrated.
+"""``sockwire demo`` (or ``python -m sockwire demo``): the seed recipe on loopback, narrated.
 
 Each step prints what it does and what it saw, so a new user can read the output next to
 the README's quick tour.
@@ -75,19 +75,18 @@ def sticky_packets() -> None:
     with sw.server_listener(("127.0.0.1", 0), 1) as listener:
         client = sw.create_client(listener.getsockname(), timeout=5)
         conn = sw.accept_client_connect(listener)
-        sent = threading.Thread(
-            target=lambda: [client.sendall(bytes([65 + i]) * 500) for i in range(10)]
-        )
-        sent.start()
-        sent.join()
-        client.shutdown(sw.SHUT_WR)
-        reads = []
-        while chunk := conn.recv(65536):
-            reads.append(len(chunk))
-        print(f"    10 sends arrived as {len(reads)} read(s) of sizes {reads}")
-        print("    the message boundaries are gone: framing (length headers) restores them")
-        client.close()
-        conn.close()
+        with client, conn:
+            sent = threading.Thread(
+                target=lambda: [client.sendall(bytes([65 + i]) * 500) for i in range(10)]
+            )
+            sent.start()
+            sent.join()
+            client.shutdown(sw.SHUT_WR)
+            reads = []
+            while chunk := conn.recv(65536):
+                reads.append(len(chunk))
+            print(f"    10 sends arrived as {len(reads)} read(s) of sizes {reads}")
+            print("    the message boundaries are gone: framing (length headers) restores them")
 
 
 def framing() -> None:
@@ -96,21 +95,21 @@ def framing() -> None:
     with sw.server_listener(("127.0.0.1", 0), 1) as listener:
         client = sw.connect(listener.getsockname(), fmt, timeout=5)
         server = sw.Connection(sw.accept_client_connect(listener), fmt)
-        client.send_many([bytes([65 + i]) * 500 for i in range(10)], msg_id=7)
-        client.shutdown_write()
-        raw = b""
-        while chunk := server.socket.recv(65536):  # look at the raw stream first...
-            raw += chunk
-        print(f"    the server read {len(raw)} bytes: 10 headers and bodies run together")
-        packets = fmt.decoder().feed(raw)  # ...then split it with the format's decoder
-        print(f"    Decoder.feed() split them into {len(packets)} packets:")
-        for p in packets[:3]:
-            print(
-                f"      msg_id={p.msg_id} flags={p.flags} body={p.body[:8]!r}... ({len(p)} bytes)"
-            )
-        print("      ...")
-        client.close()
-        server.close()
+        with client, server:
+            client.send_many([bytes([65 + i]) * 500 for i in range(10)], msg_id=7)
+            client.shutdown_write()
+            raw = b""
+            while chunk := server.socket.recv(65536):  # look at the raw stream first...
+                raw += chunk
+            print(f"    the server read {len(raw)} bytes: 10 headers and bodies run together")
+            packets = fmt.decoder().feed(raw)  # ...then split it with the format's decoder
+            print(f"    Decoder.feed() split them into {len(packets)} packets:")
+            for p in packets[:3]:
+                print(
+                    f"      msg_id={p.msg_id} flags={p.flags} body={p.body[:8]!r}... "
+                    f"({len(p)} bytes)"
+                )
+            print("      ...")
 
 
 def codecs() -> None:
