@@ -8,6 +8,7 @@ scheduler runs first.
 import concurrent.futures
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -206,3 +207,21 @@ def test_demo_exits_quietly_whichever_line_the_reader_stops_at():
         results = list(pool.map(run, range(lines)))
     for n, proc in results:
         assert (proc.returncode, proc.stderr) == (1, ""), f"reader left after {n} lines"
+
+
+def demo_step(n):
+    out = module("demo").stdout
+    return re.search(rf"^\[{n}\] .*?(?=^\[{n + 1}\] )", out, flags=re.S | re.M).group(0)
+
+
+def test_demo_socket_options_step_says_which_side_asked_for_what():
+    step = demo_step(1)
+    client, server = step.split("\n    server = ")
+    assert "client = tcp_client_options()" in client, step
+    assert server.startswith("tcp_server_options(sndbuf=16384)"), step
+    assert re.search(r"SO_SNDBUF +\d+ +not asked for: the system default", client), step
+    assert re.search(r"SO_RCVBUF +\d+ +not asked for: the system default", client), step
+    assert re.search(r"TCP_NODELAY +1 +on: set by tcp_client_options\(\)", client), step
+    assert re.search(r"SO_SNDBUF +32768 +asked for 16384: Linux doubles the request", server)
+    assert re.search(r"SO_RCVBUF +\d+ +not asked for: the system default", server), step
+    assert re.search(r"SO_REUSEADDR +1 +on: set by tcp_server_options\(\)", server), step
