@@ -1,4 +1,4 @@
-"""``python -m sockwire demo``: the seed recipe end to end on loopback, narrated.
+"""``sockwire demo`` (or ``python -m sockwire demo``): the seed recipe on loopback, narrated.
 
 Each step prints what it does and what it saw, so a new user can read the output next to
 the README's quick tour.
@@ -15,21 +15,41 @@ def _step(n: int, title: str) -> None:
     print(f"\n[{n}] {title}")
 
 
+def _buffer_note(got: int, asked: int | None, default: int) -> str:
+    """What a buffer size read back means, given what the socket's side asked for."""
+    if asked is None:
+        return "not asked for: the system default" if got == default else "not asked for"
+    if got == 2 * asked:
+        return f"asked for {asked}: Linux doubles the request (room for its bookkeeping)"
+    return f"asked for {asked}" + ("" if got == asked else ": the kernel adjusted it")
+
+
 def socket_options() -> None:
-    _step(1, "Socket options: tcp_client_options() and tcp_server_options()")
+    _step(1, "Socket options: what each side asked for, and what the kernel set")
+    with sw.Socket() as bare:  # a socket with no options: the system's default buffer sizes
+        default_snd = bare.getsockopt(sw.SOL_SOCKET, sw.SO_SNDBUF)
+        default_rcv = bare.getsockopt(sw.SOL_SOCKET, sw.SO_RCVBUF)
     client = sw.tcp_client_options()
     server = sw.tcp_server_options(sndbuf=16384)
     with client, server:
-        for name, s in (("client", client), ("server", server)):
+        for side, s, func, sndbuf, recipe_sets in (
+            ("client", client, "tcp_client_options", None, "TCP_NODELAY"),
+            ("server", server, "tcp_server_options", 16384, "SO_REUSEADDR"),
+        ):
+            print(f"    {side} = {func}({'' if sndbuf is None else f'sndbuf={sndbuf}'})")
             snd = s.getsockopt(sw.SOL_SOCKET, sw.SO_SNDBUF)
             rcv = s.getsockopt(sw.SOL_SOCKET, sw.SO_RCVBUF)
-            reuse = s.getsockopt(sw.SOL_SOCKET, sw.SO_REUSEADDR)
-            nodelay = s.getsockopt(sw.IPPROTO_TCP, sw.TCP_NODELAY)
-            print(
-                f"    {name}: SO_SNDBUF={snd} SO_RCVBUF={rcv} "
-                f"SO_REUSEADDR={reuse} TCP_NODELAY={nodelay}"
-            )
-        print("    (Linux doubles a requested buffer size: 16384 reads back as 32768)")
+            print(f"      SO_SNDBUF    {snd:>6}  {_buffer_note(snd, sndbuf, default_snd)}")
+            print(f"      SO_RCVBUF    {rcv:>6}  {_buffer_note(rcv, None, default_rcv)}")
+            for name, level, opt in (
+                ("TCP_NODELAY", sw.IPPROTO_TCP, sw.TCP_NODELAY),
+                ("SO_REUSEADDR", sw.SOL_SOCKET, sw.SO_REUSEADDR),
+            ):
+                value = s.getsockopt(level, opt)
+                note = "on" if value else "off"
+                if name == recipe_sets:
+                    note += f": set by {func}()"
+                print(f"      {name:<12} {value:>6}  {note}")
 
 
 def registry_walkthrough() -> None:
@@ -75,19 +95,18 @@ def sticky_packets() -> None:
     with sw.server_listener(("127.0.0.1", 0), 1) as listener:
         client = sw.create_client(listener.getsockname(), timeout=5)
         conn = sw.accept_client_connect(listener)
-        sent = threading.Thread(
-            target=lambda: [client.sendall(bytes([65 + i]) * 500) for i in range(10)]
-        )
-        sent.start()
-        sent.join()
-        client.shutdown(sw.SHUT_WR)
-        reads = []
-        while chunk := conn.recv(65536):
-            reads.append(len(chunk))
-        print(f"    10 sends arrived as {len(reads)} read(s) of sizes {reads}")
-        print("    the message boundaries are gone: framing (length headers) restores them")
-        client.close()
-        conn.close()
+        with client, conn:
+            sent = threading.Thread(
+                target=lambda: [client.sendall(bytes([65 + i]) * 500) for i in range(10)]
+            )
+            sent.start()
+            sent.join()
+            client.shutdown(sw.SHUT_WR)
+            reads = []
+            while chunk := conn.recv(65536):
+                reads.append(len(chunk))
+            print(f"    10 sends arrived as {len(reads)} read(s) of sizes {reads}")
+            print("    the message boundaries are gone: framing (length headers) restores them")
 
 
 def framing() -> None:
@@ -96,21 +115,21 @@ def framing() -> None:
     with sw.server_listener(("127.0.0.1", 0), 1) as listener:
         client = sw.connect(listener.getsockname(), fmt, timeout=5)
         server = sw.Connection(sw.accept_client_connect(listener), fmt)
-        client.send_many([bytes([65 + i]) * 500 for i in range(10)], msg_id=7)
-        client.shutdown_write()
-        raw = b""
-        while chunk := server.socket.recv(65536):  # look at the raw stream first...
-            raw += chunk
-        print(f"    the server read {len(raw)} bytes: 10 headers and bodies run together")
-        packets = fmt.decoder().feed(raw)  # ...then split it with the format's decoder
-        print(f"    Decoder.feed() split them into {len(packets)} packets:")
-        for p in packets[:3]:
-            print(
-                f"      msg_id={p.msg_id} flags={p.flags} body={p.body[:8]!r}... ({len(p)} bytes)"
-            )
-        print("      ...")
-        client.close()
-        server.close()
+        with client, server:
+            client.send_many([bytes([65 + i]) * 500 for i in range(10)], msg_id=7)
+            client.shutdown_write()
+            raw = b""
+            while chunk := server.socket.recv(65536):  # look at the raw stream first...
+                raw += chunk
+            print(f"    the server read {len(raw)} bytes: 10 headers and bodies run together")
+            packets = fmt.decoder().feed(raw)  # ...then split it with the format's decoder
+            print(f"    Decoder.feed() split them into {len(packets)} packets:")
+            for p in packets[:3]:
+                print(
+                    f"      msg_id={p.msg_id} flags={p.flags} body={p.body[:8]!r}... "
+                    f"({len(p)} bytes)"
+                )
+            print("      ...")
 
 
 def codecs() -> None:
