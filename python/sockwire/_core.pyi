@@ -341,7 +341,7 @@ class Packet:
     ) -> Self: ...
     @property
     def body(self) -> bytes:
-        """The bytes after the header."""
+        """The bytes after the header (after compression and encryption are undone)."""
 
     @property
     def msg_id(self) -> int:

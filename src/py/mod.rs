@@ -1,5 +1,9 @@
 //! The Python bindings: argument conversion, GIL release and error mapping over the core.
 
+// First, so that `pydoc!` is in (textual) scope in every module below.
+#[macro_use]
+mod doc;
+
 pub mod codec;
 pub mod connection;
 pub mod convert;
