@@ -15,11 +15,13 @@ pub mod socket;
 pub mod tls;
 pub mod turn;
 
+#[macro_use]
 mod py;
 
 use pyo3::prelude::*;
 
-/// The `sockwire._core` extension module.
+// The `sockwire._core` extension module.
+#[doc = pydoc!("<module>")]
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::register(m)

@@ -81,14 +81,15 @@ class Socket:
     non-blocking, a number of seconds raises ``TimeoutError`` on expiry). New sockets start
     with ``socket.getdefaulttimeout()``, as the stdlib's do. Only ``AF_INET`` and ``AF_INET6``
     are supported.
+
+    ``Socket()`` opens a socket (``AF_INET``, ``SOCK_STREAM`` by default); ``Socket(fileno=fd)``
+    adopts the open socket ``fd``, reading its family, type and protocol from the kernel unless
+    given.
     """
 
     def __new__(
         cls, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
-    ) -> Self:
-        """Open a socket, or adopt the open socket ``fileno`` (its family, type and protocol are
-        then read from the kernel unless given)."""
-
+    ) -> Self: ...
     def fileno(self) -> int:
         """The file descriptor, or -1 once closed or detached."""
 
@@ -256,6 +257,9 @@ class ClientGroup:
     """A thread-safe registry of connected clients keyed by fd, holding at most ``max``.
 
     Sockets registered with ``add`` (or by ``accept_client_connect``) leave it when closed.
+    ``fd in group`` tests an fd (a socket object is looked up by its ``fileno()``); iteration
+    goes over a snapshot, in registration order, so adding or removing clients meanwhile is
+    safe.
     """
 
     def __new__(cls, max: int | None = None) -> Self: ...
@@ -284,11 +288,8 @@ class ClientGroup:
         """The number of registered clients (also ``len(group)``)."""
 
     def __len__(self) -> int: ...
-    def __contains__(self, fd: object, /) -> bool:
-        """``fd in group``; a socket object is looked up by its ``fileno()``."""
-
-    def __iter__(self) -> Iterator[ClientInfo]:
-        """Iterate over a snapshot, in registration order."""
+    def __contains__(self, fd: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[ClientInfo]: ...
 
 def tcp_client_options(
     family: int = ..., *, nodelay: bool = True, sndbuf: int | None = None, rcvbuf: int | None = None
@@ -334,7 +335,7 @@ def accept_client_connect(listener: Listener) -> Socket:
 @final
 class Packet:
     """One packet: a body and the header values that came with it. Equal when body, msg_id,
-    flags and header are."""
+    flags and header are; ``len(packet)`` is the body's length."""
 
     def __new__(
         cls, body: ReadableBuffer, msg_id: int = 0, flags: int = 0, **fields: int | bytes
@@ -355,9 +356,7 @@ class Packet:
     def header(self) -> dict[str, int | bytes]:
         """The other header fields by name (not ``length``, ``msg_id`` or ``flags``)."""
 
-    def __len__(self) -> int:
-        """The body's length."""
-
+    def __len__(self) -> int: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -371,11 +370,18 @@ class Compression:
 
     def __new__(cls, name: str, level: int | None = None, min_size: int = 0) -> Self: ...
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The algorithm's name: ``"zlib"``, ``"gzip"``, ``"lz4"``, ``"zstd"``, ``"snappy"`` or
+        ``"brotli"``."""
+
     @property
-    def level(self) -> int | None: ...
+    def level(self) -> int | None:
+        """The level in use (None for lz4 and snappy, which have none)."""
+
     @property
-    def min_size(self) -> int: ...
+    def min_size(self) -> int:
+        """Bodies shorter than this go uncompressed."""
+
     def __eq__(self, other: object, /) -> bool: ...
 
 @final
@@ -388,9 +394,14 @@ class Cipher:
 
     def __new__(cls, name: str, key: ReadableBuffer) -> Self: ...
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The algorithm's name: ``"aes-128-gcm"``, ``"aes-256-gcm"`` or
+        ``"chacha20-poly1305"``."""
+
     @property
-    def key_size(self) -> int: ...
+    def key_size(self) -> int:
+        """The key size in bytes."""
+
     def __eq__(self, other: object, /) -> bool: ...
 
 @final
@@ -527,7 +538,9 @@ class Connection:
     def format(self) -> PacketFormat:
         """The packet format (``PacketFormat()`` unless given)."""
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """The socket's file descriptor, or -1 once closed."""
+
     def send(self, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes) -> None:
         """Send one packet (the socket's timeout bounds the call)."""
 
@@ -553,7 +566,10 @@ class Connection:
     def shutdown_write(self) -> None:
         """Half-close: send EOF; receiving goes on until the peer closes."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the socket (sending ``close_notify`` first over TLS). Calling it again does
+        nothing."""
+
     def __iter__(self) -> Self: ...
     def __next__(self) -> Packet: ...
     def __enter__(self) -> Self: ...
@@ -571,8 +587,9 @@ def connect(
 
 @final
 class TlsConfig:
-    """TLS settings (rustls underneath), for ``connect``, ``create_client`` and listeners.
-    Certificates and keys are PEM files. Errors are Python's: ``ssl.SSLCertVerificationError``
+    """TLS settings (rustls underneath), for ``connect``, ``create_client`` and listeners:
+    build one with ``TlsConfig.client(...)`` or ``TlsConfig.server(...)``. Certificates and
+    keys are PEM files. Errors are Python's: ``ssl.SSLCertVerificationError``
     for an untrusted certificate or a wrong host name, ``ssl.SSLError`` for a peer that does
     not speak TLS or sends an alert, ``TimeoutError`` for a silent one."""
 

@@ -30,7 +30,7 @@ struct RecvState {
     scratch: Vec<u8>,
 }
 
-/// Packets over a connected socket, framed by a `PacketFormat`.
+#[doc = pydoc!("Connection")]
 #[pyclass(module = "sockwire", name = "Connection", frozen)]
 pub struct Connection {
     sock: Py<Socket>,
@@ -147,23 +147,24 @@ impl Connection {
         Ok(Connection::wrap(sock, format))
     }
 
-    /// The underlying socket.
+    #[doc = pydoc!("Connection.socket")]
     #[getter]
     fn socket(&self, py: Python<'_>) -> Py<Socket> {
         self.sock.clone_ref(py)
     }
 
-    /// The packet format.
+    #[doc = pydoc!("Connection.format")]
     #[getter]
     fn format(&self, py: Python<'_>) -> Py<PacketFormat> {
         self.format.clone_ref(py)
     }
 
+    #[doc = pydoc!("Connection.fileno")]
     fn fileno(&self) -> i32 {
         self.sock.get().sock.fileno()
     }
 
-    /// Sends one packet.
+    #[doc = pydoc!("Connection.send")]
     #[pyo3(signature = (body, msg_id=0, **fields))]
     fn send(
         &self,
@@ -179,7 +180,7 @@ impl Connection {
         self.send_frames(py, &frame)
     }
 
-    /// Sends many packets with one write: bodies (with this call's header values) or `Packet`s.
+    #[doc = pydoc!("Connection.send_many")]
     #[pyo3(signature = (items, msg_id=0, **fields))]
     fn send_many(
         &self,
@@ -192,14 +193,14 @@ impl Connection {
         self.send_frames(py, &frames)
     }
 
-    /// Receives the next packet.
+    #[doc = pydoc!("Connection.recv")]
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<Packet>> {
         let wait = self.wait_for(timeout)?;
         self.recv_packet(py, wait)
     }
 
-    /// Sends a packet and returns the next one received.
+    #[doc = pydoc!("Connection.request")]
     #[pyo3(signature = (body, msg_id=0, timeout=None, **fields))]
     fn request(
         &self,
@@ -214,11 +215,12 @@ impl Connection {
         self.recv_packet(py, wait)
     }
 
-    /// Half-close: no more sending, receiving goes on until the peer closes.
+    #[doc = pydoc!("Connection.shutdown_write")]
     fn shutdown_write(&self) -> PyResult<()> {
         Ok(self.sock.get().shutdown_side(libc::SHUT_WR)?)
     }
 
+    #[doc = pydoc!("Connection.close")]
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         Ok(py.detach(|| self.sock.get().close_stream())?)
     }
@@ -253,7 +255,7 @@ impl Connection {
     }
 }
 
-/// Connects to `addr` and returns a `Connection` speaking `format`.
+#[doc = pydoc!("connect")]
 #[pyfunction]
 #[pyo3(signature = (addr, format=None, *, timeout=None, tls=None))]
 pub fn connect(

@@ -14,7 +14,7 @@ pub enum Settings {
     Server(Arc<rustls::ServerConfig>),
 }
 
-/// TLS settings: build one with `TlsConfig.client(...)` or `TlsConfig.server(...)`.
+#[doc = pydoc!("TlsConfig")]
 #[pyclass(module = "sockwire", name = "TlsConfig", frozen)]
 pub struct TlsConfig {
     pub(crate) settings: Settings,
@@ -48,7 +48,7 @@ impl TlsConfig {
 
 #[pymethods]
 impl TlsConfig {
-    /// Client settings (see the stub for the parameters).
+    #[doc = pydoc!("TlsConfig.client")]
     #[staticmethod]
     #[pyo3(signature = (ca=None, server_name=None, insecure=false, cert=None, key=None))]
     fn client(
@@ -83,8 +83,7 @@ impl TlsConfig {
         })
     }
 
-    /// Server settings: a PEM certificate chain and key; `client_ca` requires client
-    /// certificates (mutual TLS).
+    #[doc = pydoc!("TlsConfig.server")]
     #[staticmethod]
     #[pyo3(signature = (cert, key, client_ca=None))]
     fn server(cert: PathBuf, key: PathBuf, client_ca: Option<PathBuf>) -> PyResult<Self> {
@@ -100,7 +99,7 @@ impl TlsConfig {
         })
     }
 
-    /// "client" or "server".
+    #[doc = pydoc!("TlsConfig.side")]
     #[getter]
     fn side(&self) -> &'static str {
         match self.settings {
