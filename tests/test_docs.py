@@ -125,3 +125,66 @@ def test_help_of_the_issue_example():
     text = help_text(sockwire.PacketFormat.pack)
     assert "pack(self, /, body, msg_id=0, **fields)" in text
     assert "One frame carrying ``body``." in text
+
+
+# Ordering. A class with __eq__ has a tp_richcompare slot, and CPython then puts all six
+# comparison wrappers in its dict. Where the stub declares __eq__ and no ordering, sockwire
+# deletes __lt__, __le__, __gt__ and __ge__ again (src/py/mod.rs), so the class looks like a
+# Python class that defines only __eq__; `<` raises TypeError as for any unordered type.
+ORDERING = ("__lt__", "__le__", "__gt__", "__ge__")
+
+
+def stub_methods(cls: str) -> set[str]:
+    node = ENTRIES[cls][0]
+    assert isinstance(node, ast.ClassDef)
+    return {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+
+
+UNORDERED = [
+    c for c in CLASSES if "__eq__" in stub_methods(c) and not stub_methods(c) & set(ORDERING)
+]
+SAMPLES = {
+    "Packet": (sockwire.Packet(b"a"), sockwire.Packet(b"b")),
+    "PacketFormat": (sockwire.PacketFormat("!I"), sockwire.PacketFormat("!H")),
+    "Compression": (sockwire.Compression("zlib"), sockwire.Compression("zstd")),
+    "Cipher": (
+        sockwire.Cipher("aes-128-gcm", bytes(16)),
+        sockwire.Cipher("aes-256-gcm", bytes(32)),
+    ),
+}
+
+
+def test_the_unordered_classes():
+    assert sorted(UNORDERED) == ["Cipher", "ClientInfo", "Compression", "Packet", "PacketFormat"]
+    assert not any(stub_methods(c) & set(ORDERING) for c in CLASSES)
+
+
+def test_packets_are_not_ordered():
+    a, b = sockwire.Packet(b"a"), sockwire.Packet(b"b")
+    with pytest.raises(TypeError, match="'<' not supported between instances of"):
+        a < b  # noqa: B015
+    assert a == sockwire.Packet(b"a") and a != b
+
+
+@pytest.mark.parametrize("cls", sorted(SAMPLES))
+@pytest.mark.parametrize("op", ["<", "<=", ">", ">="])
+def test_ordering_raises_type_error_like_the_stdlib(cls, op):
+    a, b = SAMPLES[cls]
+    with pytest.raises(TypeError) as exc:
+        eval(f"a {op} b")
+    assert str(exc.value) == (
+        f"'{op}' not supported between instances of 'sockwire.{cls}' and 'sockwire.{cls}'"
+    )
+    with pytest.raises(TypeError):
+        eval(f"a {op} 1")
+    # Equality is untouched.
+    assert a == a and a != b and not (a == b) and not (a != a)
+    assert (a == 1) is False and (a != 1) is True and (1 == a) is False
+
+
+@pytest.mark.parametrize("cls", UNORDERED)
+def test_help_lists_no_ordering_methods(cls):
+    obj = getattr(_core, cls)
+    assert "__eq__" in vars(obj)
+    assert not [m for m in ORDERING if m in vars(obj)]
+    assert "__lt__" not in help_text(obj)
