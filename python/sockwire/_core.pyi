@@ -35,8 +35,16 @@ __all__ = [
     "tcp_server_options",
 ]
 
-_Address = tuple[str, int] | tuple[str, int, int, int]
-_AddressArg = tuple[str | bytes | bytearray, int] | tuple[str | bytes | bytearray, int, int, int]
+# An address sockwire returns: ``(host, port)`` from an IPv4 socket, ``(host, port, flowinfo,
+# scope_id)`` from an IPv6 one. Which one depends on the socket's family, which the type does
+# not know: as typeshed's ``_RetAddress`` for ``socket.socket`` (``Any``), the items are
+# ``Any``, so that ``host, port = sock.getsockname()`` and ``create_client(sock.getsockname())``
+# both type-check.
+_RetAddress = tuple[Any, ...]
+# An address sockwire accepts: ``(host, port)``, or for IPv6 ``(host, port[, flowinfo[,
+# scope_id]])``; a host is ``str``, ``bytes`` or ``bytearray``, as in the stdlib.
+_Host = str | bytes | bytearray
+_AddressArg = tuple[_Host, int] | tuple[_Host, int, int] | tuple[_Host, int, int, int]
 
 class Error(Exception):
     """Base class of every sockwire error."""
@@ -131,7 +139,7 @@ class Socket:
     def listen(self, backlog: int | None = None, /) -> None:
         """Start listening; the default backlog is ``min(SOMAXCONN, 128)`` as in the stdlib."""
 
-    def accept(self) -> tuple[Socket, _Address]:
+    def accept(self) -> tuple[Socket, _RetAddress]:
         """Wait for a connection and return ``(Socket, address)``. The new socket is blocking
         unless ``socket.setdefaulttimeout`` set a default."""
 
@@ -165,10 +173,10 @@ class Socket:
     def detach(self) -> int:
         """Give up the fd without closing it and return it (-1 if already closed)."""
 
-    def getsockname(self) -> _Address:
+    def getsockname(self) -> _RetAddress:
         """The local address."""
 
-    def getpeername(self) -> _Address:
+    def getpeername(self) -> _RetAddress:
         """The remote address; ``OSError(ENOTCONN)`` when not connected."""
 
     def setsockopt(
@@ -232,7 +240,7 @@ class ClientInfo:
         """The peer's port (``addr[1]``)."""
 
     @property
-    def addr(self) -> _Address:
+    def addr(self) -> _RetAddress:
         """The peer's address."""
 
     @property
@@ -318,7 +326,7 @@ def server_listener(
     the listener's timeout (10 s when it has none)."""
 
 def create_client(
-    addr: tuple[str, int], *, timeout: float | None = None, tls: TlsConfig | None = None
+    addr: _AddressArg, *, timeout: float | None = None, tls: TlsConfig | None = None
 ) -> Socket:
     """A connected TCP client (``TCP_NODELAY`` on). Tries every address ``addr`` resolves to,
     like ``socket.create_connection``; ``timeout`` bounds each connect and stays on the socket
@@ -576,7 +584,7 @@ class Connection:
     def __exit__(self, *_args: object) -> None: ...
 
 def connect(
-    addr: tuple[str, int],
+    addr: _AddressArg,
     format: PacketFormat | None = None,
     *,
     timeout: float | None = None,
