@@ -40,6 +40,7 @@ def serve(count: int) -> None:
     for _ in range(count):
         conn = sockwire.accept_client_connect(listener)
         info = listener.clients.get(conn.fileno())
+        assert info is not None  # accept_client_connect registered it
         name = conn.recv(64).decode()
         conn.sendall(f"welcome {name}, you are fd {info['client_fd']}".encode())
         served.append(conn)

@@ -53,9 +53,9 @@ with sockwire.create_client(("localhost", port), timeout=5, tls=client_tls) as s
 
 # 2. Python's ssl module against the same server
 ctx = ssl.create_default_context(cafile=workdir / "ca.pem")
-with ctx.wrap_socket(socket.create_connection((host, port)), server_hostname="localhost") as s:
-    s.sendall(b"hello from ssl")
-    print(f"python ssl client ({s.version()}) <- {s.recv(100)!r}")
+with ctx.wrap_socket(socket.create_connection((host, port)), server_hostname="localhost") as t:
+    t.sendall(b"hello from ssl")
+    print(f"python ssl client ({t.version()}) <- {t.recv(100)!r}")
 
 # 3. a client that trusts only the system CAs: refused
 try:

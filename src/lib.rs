@@ -17,11 +17,13 @@ pub mod stream;
 pub mod tls;
 pub mod turn;
 
+#[macro_use]
 mod py;
 
 use pyo3::prelude::*;
 
-/// The `sockwire._core` extension module.
+// The `sockwire._core` extension module.
+#[doc = pydoc!("<module>")]
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::register(m)

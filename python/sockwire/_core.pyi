@@ -35,26 +35,41 @@ __all__ = [
     "tcp_server_options",
 ]
 
-_Address = tuple[str, int] | tuple[str, int, int, int]
-_AddressArg = tuple[str | bytes | bytearray, int] | tuple[str | bytes | bytearray, int, int, int]
+# An address sockwire returns: ``(host, port)`` from an IPv4 socket, ``(host, port, flowinfo,
+# scope_id)`` from an IPv6 one. Which one depends on the socket's family, which the type does
+# not know: as typeshed's ``_RetAddress`` for ``socket.socket`` (``Any``), the items are
+# ``Any``, so that ``host, port = sock.getsockname()`` and ``create_client(sock.getsockname())``
+# both type-check.
+_RetAddress = tuple[Any, ...]
+# An address sockwire accepts: ``(host, port)``, or for IPv6 ``(host, port[, flowinfo[,
+# scope_id]])``; a host is ``str``, ``bytes`` or ``bytearray``, as in the stdlib.
+_Host = str | bytes | bytearray
+_AddressArg = tuple[_Host, int] | tuple[_Host, int, int] | tuple[_Host, int, int, int]
+# PEM material: a path, or the PEM text itself.
+_Pem = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 class Error(Exception):
     """Base class of every sockwire error."""
 
 class ProtocolError(Error):
-    """The peer sent bytes that break the packet format."""
+    """The peer sent bytes that break the packet format.
+
+    From ``Decoder.feed``: ``packets`` holds the packets that call decoded before the bad frame,
+    and ``later_errors`` the errors of any further bad frames in the same call (the packets
+    between and after them come from the next ``feed``)."""
+
+    packets: list[Packet]
+    later_errors: list[ProtocolError]
 
 class FrameTooLarge(ProtocolError):
     """A frame is larger than the format allows. Raised as soon as its length is read, before
     its body is buffered; a ``Decoder`` then skips the frame's bytes as they arrive.
 
     ``length`` is the announced size (the body for a struct header, the adjusted frame for
-    ``length_field``), ``limit`` the limit it broke. From ``Decoder.feed``, ``packets`` holds the
-    packets that call completed before the bad frame."""
+    ``length_field``), ``limit`` the limit it broke."""
 
     length: int
     limit: int
-    packets: list[Packet]
 
 class IncompleteFrame(ProtocolError):
     """The stream ended inside a frame. ``partial`` holds the bytes of the unfinished frame,
@@ -67,7 +82,8 @@ class AuthenticationError(ProtocolError):
     """A packet failed authentication."""
 
 class ConnectionClosed(Error):
-    """The peer closed the connection between frames."""
+    """The peer closed the connection between frames, or (as its message says) sockwire closed
+    it after the peer sent a bad frame."""
 
 class ServerFull(Error):
     """A listener or client group already holds its maximum number of clients."""
@@ -81,14 +97,15 @@ class Socket:
     non-blocking, a number of seconds raises ``TimeoutError`` on expiry). New sockets start
     with ``socket.getdefaulttimeout()``, as the stdlib's do. Only ``AF_INET`` and ``AF_INET6``
     are supported.
+
+    ``Socket()`` opens a socket (``AF_INET``, ``SOCK_STREAM`` by default); ``Socket(fileno=fd)``
+    adopts the open socket ``fd``, reading its family, type and protocol from the kernel unless
+    given.
     """
 
     def __new__(
         cls, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
-    ) -> Self:
-        """Open a socket, or adopt the open socket ``fileno`` (its family, type and protocol are
-        then read from the kernel unless given)."""
-
+    ) -> Self: ...
     def fileno(self) -> int:
         """The file descriptor, or -1 once closed or detached."""
 
@@ -130,7 +147,7 @@ class Socket:
     def listen(self, backlog: int | None = None, /) -> None:
         """Start listening; the default backlog is ``min(SOMAXCONN, 128)`` as in the stdlib."""
 
-    def accept(self) -> tuple[Socket, _Address]:
+    def accept(self) -> tuple[Socket, _RetAddress]:
         """Wait for a connection and return ``(Socket, address)``. The new socket is blocking
         unless ``socket.setdefaulttimeout`` set a default."""
 
@@ -159,15 +176,17 @@ class Socket:
 
     def close(self) -> None:
         """Close the socket. Calling it again does nothing. A socket registered in a
-        ``ClientGroup`` leaves it first."""
+        ``ClientGroup`` leaves it first. As with the stdlib, a call blocked in another thread
+        is not woken (``shutdown(SHUT_RDWR)`` wakes it); unlike the stdlib, the fd number stays
+        taken until that call returns, so it can never act on a connection that reused it."""
 
     def detach(self) -> int:
         """Give up the fd without closing it and return it (-1 if already closed)."""
 
-    def getsockname(self) -> _Address:
+    def getsockname(self) -> _RetAddress:
         """The local address."""
 
-    def getpeername(self) -> _Address:
+    def getpeername(self) -> _RetAddress:
         """The remote address; ``OSError(ENOTCONN)`` when not connected."""
 
     def setsockopt(
@@ -196,7 +215,8 @@ class Socket:
     @classmethod
     def from_stdlib(cls, sock: socket.socket) -> Self:
         """Adopt a ``socket.socket``: take over its fd (the stdlib object is detached) and its
-        timeout."""
+        timeout. A socket sockwire cannot take (not TCP over IPv4 or IPv6) raises
+        ``ValueError`` and stays the caller's, untouched."""
 
     def __enter__(self) -> Self: ...
     def __exit__(self, *_args: object) -> None: ...
@@ -231,7 +251,7 @@ class ClientInfo:
         """The peer's port (``addr[1]``)."""
 
     @property
-    def addr(self) -> _Address:
+    def addr(self) -> _RetAddress:
         """The peer's address."""
 
     @property
@@ -256,6 +276,9 @@ class ClientGroup:
     """A thread-safe registry of connected clients keyed by fd, holding at most ``max``.
 
     Sockets registered with ``add`` (or by ``accept_client_connect``) leave it when closed.
+    ``fd in group`` tests an fd (a socket object is looked up by its ``fileno()``); iteration
+    goes over a snapshot, in registration order, so adding or removing clients meanwhile is
+    safe.
     """
 
     def __new__(cls, max: int | None = None) -> Self: ...
@@ -266,7 +289,8 @@ class ClientGroup:
     def add(self, sock: Socket | socket.socket) -> ClientInfo:
         """Register a connected socket; ``ServerFull`` if the group already holds ``max``.
         A ``sockwire.Socket`` leaves the group when it closes; a ``socket.socket`` must be
-        removed by hand."""
+        removed by hand. A socket may be in several groups (the listener's and a chat room's,
+        say): each counts it toward its own ``max``, and closing it leaves them all."""
 
     def remove(self, fd: int) -> ClientInfo:
         """Remove and return the client on ``fd``; ``KeyError`` if there is none."""
@@ -284,11 +308,8 @@ class ClientGroup:
         """The number of registered clients (also ``len(group)``)."""
 
     def __len__(self) -> int: ...
-    def __contains__(self, fd: object, /) -> bool:
-        """``fd in group``; a socket object is looked up by its ``fileno()``."""
-
-    def __iter__(self) -> Iterator[ClientInfo]:
-        """Iterate over a snapshot, in registration order."""
+    def __contains__(self, fd: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[ClientInfo]: ...
 
 def tcp_client_options(
     family: int = ..., *, nodelay: bool = True, sndbuf: int | None = None, rcvbuf: int | None = None
@@ -317,7 +338,7 @@ def server_listener(
     the listener's timeout (10 s when it has none)."""
 
 def create_client(
-    addr: tuple[str, int], *, timeout: float | None = None, tls: TlsConfig | None = None
+    addr: _AddressArg, *, timeout: float | None = None, tls: TlsConfig | None = None
 ) -> Socket:
     """A connected TCP client (``TCP_NODELAY`` on). Tries every address ``addr`` resolves to,
     like ``socket.create_connection``; ``timeout`` bounds each connect and stays on the socket
@@ -334,14 +355,14 @@ def accept_client_connect(listener: Listener) -> Socket:
 @final
 class Packet:
     """One packet: a body and the header values that came with it. Equal when body, msg_id,
-    flags and header are."""
+    flags and header are; ``len(packet)`` is the body's length."""
 
     def __new__(
         cls, body: ReadableBuffer, msg_id: int = 0, flags: int = 0, **fields: int | bytes
     ) -> Self: ...
     @property
     def body(self) -> bytes:
-        """The bytes after the header."""
+        """The bytes after the header (after compression and encryption are undone)."""
 
     @property
     def msg_id(self) -> int:
@@ -355,9 +376,7 @@ class Packet:
     def header(self) -> dict[str, int | bytes]:
         """The other header fields by name (not ``length``, ``msg_id`` or ``flags``)."""
 
-    def __len__(self) -> int:
-        """The body's length."""
-
+    def __len__(self) -> int: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -371,11 +390,18 @@ class Compression:
 
     def __new__(cls, name: str, level: int | None = None, min_size: int = 0) -> Self: ...
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The algorithm's name: ``"zlib"``, ``"gzip"``, ``"lz4"``, ``"zstd"``, ``"snappy"`` or
+        ``"brotli"``."""
+
     @property
-    def level(self) -> int | None: ...
+    def level(self) -> int | None:
+        """The level in use (None for lz4 and snappy, which have none)."""
+
     @property
-    def min_size(self) -> int: ...
+    def min_size(self) -> int:
+        """Bodies shorter than this go uncompressed."""
+
     def __eq__(self, other: object, /) -> bool: ...
 
 @final
@@ -388,9 +414,14 @@ class Cipher:
 
     def __new__(cls, name: str, key: ReadableBuffer) -> Self: ...
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The algorithm's name: ``"aes-128-gcm"``, ``"aes-256-gcm"`` or
+        ``"chacha20-poly1305"``."""
+
     @property
-    def key_size(self) -> int: ...
+    def key_size(self) -> int:
+        """The key size in bytes."""
+
     def __eq__(self, other: object, /) -> bool: ...
 
 @final
@@ -422,11 +453,11 @@ class PacketFormat:
     def length_field(
         offset: int,
         length: int,
+        *,
         adjustment: int = 0,
         strip: int = 0,
         max_frame: int = 8388608,
         byteorder: Literal["big", "little"] = "big",
-        *,
         expect: dict[str, int | bytes] | None = None,
         compress: Compression | str | None = None,
         cipher: Cipher | None = None,
@@ -436,7 +467,12 @@ class PacketFormat:
         ``length value + adjustment + offset + length`` bytes, at most ``max_frame``;
         ``Packet.body`` is the frame minus its first ``strip`` bytes. The ``offset`` bytes
         before the length field are the header field ``prefix``. ``pack(body)`` follows Netty's
-        ``LengthFieldPrepender``: ``body`` is what follows the length field."""
+        ``LengthFieldPrepender``: ``body`` is what follows the length field.
+
+        Everything after ``offset`` and ``length`` is keyword-only: Java's constructor takes
+        ``maxFrameLength`` first, and its arguments copied positionally would land in the wrong
+        places. ``max_frame`` must hold at least the header (``ValueError`` otherwise, with
+        Netty's message)."""
 
     @staticmethod
     def varint(
@@ -470,14 +506,16 @@ class PacketFormat:
 
     def pack(self, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes) -> bytes:
         """One frame carrying ``body``. ``fields`` sets ``flags`` and user header fields
-        (missing ones are their ``expect`` value, else zero); values out of a field's range
-        raise ``ValueError``."""
+        (missing ones are their ``expect`` value, else zero); values out of a field's range, or
+        other than an ``expect`` constant, raise ``ValueError``; a value for a field the format
+        does not have (``msg_id`` and ``flags`` included) raises ``TypeError``."""
 
     def pack_many(
         self, items: Iterable[ReadableBuffer | Packet], msg_id: int = 0, **fields: int | bytes
     ) -> bytes:
         """Frames for many items in one ``bytes``: bodies (with this call's header values) or
-        ``Packet`` objects (with their own)."""
+        ``Packet`` objects (with their own; a ``msg_id``, ``flags`` or header field the format
+        cannot carry raises ``TypeError``)."""
 
     def unpack(self, frame: ReadableBuffer) -> Packet:
         """Decode exactly one whole frame (``IncompleteFrame`` if short, ``ProtocolError`` if
@@ -491,17 +529,25 @@ class PacketFormat:
 @final
 class Decoder:
     """Splits a byte stream into packets, however it was chunked. It buffers at most one
-    unfinished frame, so its memory is bounded by the header plus ``max_body``."""
+    unfinished frame, whatever it is fed, so its memory is bounded by the header plus
+    ``max_body``.
+
+    After a bad frame it goes on: a frame over the limit is skipped (Netty's discard mode); a
+    wrong magic number (an ``expect`` constant at or before the length) makes it skip to the
+    next place the magic could start a frame, reporting the run of garbage once; another
+    malformed header is skipped up to the end of its length field (Netty's rule)."""
 
     def feed(self, data: ReadableBuffer) -> list[Packet]:
-        """The packets ``data`` completes, in order. ``feed(b"")`` returns complete packets
-        still buffered (those that followed a rejected frame). A bad frame raises at once
-        (``FrameTooLarge``, ``ProtocolError``) with ``packets`` set to what this call decoded
-        before it; its bytes are skipped, and the rest of ``data`` waits for the next call."""
+        """The packets ``data`` completes, in order. All of ``data`` is decoded; at a bad frame
+        it raises (``FrameTooLarge``, ``ProtocolError``) with ``packets`` set to what this call
+        decoded before it and ``later_errors`` to the errors of any later bad frames in
+        ``data``; the packets after the bad frame are returned by the next call
+        (``feed(b"")`` returns them)."""
 
     @property
     def pending(self) -> int:
-        """Bytes buffered and not yet decoded."""
+        """Bytes not yet returned: an unfinished frame, and the frames that followed a bad one
+        (returned by the next ``feed``)."""
 
     @property
     def format(self) -> PacketFormat:
@@ -515,7 +561,12 @@ class Connection:
     Blocking calls release the GIL. EOF between frames ends iteration and makes ``recv`` raise
     ``ConnectionClosed``; EOF inside a frame raises ``IncompleteFrame``. A bad frame
     (``FrameTooLarge``, ``ProtocolError``) closes the connection after the packets before it
-    are delivered.
+    are delivered; later calls raise ``ConnectionClosed`` saying so.
+
+    A send that fails after part of its frames went out (a signal handler that raises, a
+    timeout) leaves the rest queued, and the next send writes it first: the peer never sees a
+    cut frame. A send that fails before any of its bytes went out sent nothing. A signal
+    handler may send on the connection whose send it interrupted.
     """
 
     def __new__(cls, sock: Socket | socket.socket, format: PacketFormat | None = None) -> Self: ...
@@ -527,7 +578,9 @@ class Connection:
     def format(self) -> PacketFormat:
         """The packet format (``PacketFormat()`` unless given)."""
 
-    def fileno(self) -> int: ...
+    def fileno(self) -> int:
+        """The socket's file descriptor, or -1 once closed."""
+
     def send(self, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes) -> None:
         """Send one packet (the socket's timeout bounds the call)."""
 
@@ -553,14 +606,22 @@ class Connection:
     def shutdown_write(self) -> None:
         """Half-close: send EOF; receiving goes on until the peer closes."""
 
-    def close(self) -> None: ...
+    def shutdown(self, how: int, /) -> None:
+        """``socket.shutdown(how)`` on the connection: ``SHUT_WR`` half-closes, and
+        ``SHUT_RDWR`` from another thread wakes a thread blocked in ``recv`` (which then sees the
+        end of the stream) or in ``send`` (``BrokenPipeError``)."""
+
+    def close(self) -> None:
+        """Close the socket (sending ``close_notify`` first over TLS). Calling it again does
+        nothing."""
+
     def __iter__(self) -> Self: ...
     def __next__(self) -> Packet: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, *_args: object) -> None: ...
 
 def connect(
-    addr: tuple[str, int],
+    addr: _AddressArg,
     format: PacketFormat | None = None,
     *,
     timeout: float | None = None,
@@ -571,18 +632,21 @@ def connect(
 
 @final
 class TlsConfig:
-    """TLS settings (rustls underneath), for ``connect``, ``create_client`` and listeners.
-    Certificates and keys are PEM files. Errors are Python's: ``ssl.SSLCertVerificationError``
-    for an untrusted certificate or a wrong host name, ``ssl.SSLError`` for a peer that does
-    not speak TLS or sends an alert, ``TimeoutError`` for a silent one."""
+    """TLS settings (rustls underneath), for ``connect``, ``create_client`` and listeners:
+    build one with ``TlsConfig.client(...)`` or ``TlsConfig.server(...)``. Certificates and
+    keys are PEM: a path (``str`` or ``os.PathLike``), or the PEM text as bytes (as ``ssl``'s
+    ``cadata``; what trustme hands out). A missing file raises ``FileNotFoundError``. Errors
+    are Python's: ``ssl.SSLCertVerificationError`` for an untrusted certificate or a wrong
+    host name, ``ssl.SSLError`` for a peer that does not speak TLS or sends an alert,
+    ``TimeoutError`` for a silent one."""
 
     @staticmethod
     def client(
-        ca: str | os.PathLike[str] | None = None,
+        ca: _Pem | None = None,
         server_name: str | None = None,
         insecure: bool = False,
-        cert: str | os.PathLike[str] | None = None,
-        key: str | os.PathLike[str] | None = None,
+        cert: _Pem | None = None,
+        key: _Pem | None = None,
     ) -> TlsConfig:
         """Trust the CAs in ``ca`` (None: the system's trust store) and verify the server's
         name (``server_name``, else the host connected to). ``insecure=True`` verifies
@@ -590,9 +654,9 @@ class TlsConfig:
 
     @staticmethod
     def server(
-        cert: str | os.PathLike[str],
-        key: str | os.PathLike[str],
-        client_ca: str | os.PathLike[str] | None = None,
+        cert: _Pem,
+        key: _Pem,
+        client_ca: _Pem | None = None,
     ) -> TlsConfig:
         """Serve with this certificate chain and key; with ``client_ca``, require client
         certificates that chain to it (mutual TLS)."""

@@ -9,7 +9,7 @@ use super::convert::{usize_arg, BytesArg};
 use crate::cipher::{Algorithm as CipherAlgorithm, Cipher as CoreCipher};
 use crate::compress::{Algorithm, Compression as CoreCompression};
 
-/// A compression algorithm for packet bodies.
+#[doc = pydoc!("Compression")]
 #[pyclass(module = "sockwire", name = "Compression", frozen)]
 pub struct Compression {
     pub(crate) inner: CoreCompression,
@@ -26,19 +26,19 @@ impl Compression {
         })
     }
 
-    /// The algorithm's name.
+    #[doc = pydoc!("Compression.name")]
     #[getter]
     fn name(&self) -> &'static str {
         self.inner.algorithm.name()
     }
 
-    /// The level in use (None for lz4 and snappy, which have none).
+    #[doc = pydoc!("Compression.level")]
     #[getter]
     fn level(&self) -> Option<i32> {
         self.inner.level
     }
 
-    /// Bodies shorter than this go uncompressed.
+    #[doc = pydoc!("Compression.min_size")]
     #[getter]
     fn min_size(&self) -> usize {
         self.inner.min_size
@@ -63,7 +63,7 @@ impl Compression {
     }
 }
 
-/// An authenticated cipher for packet bodies, with its key.
+#[doc = pydoc!("Cipher")]
 #[pyclass(module = "sockwire", name = "Cipher", frozen)]
 pub struct Cipher {
     pub(crate) inner: Arc<CoreCipher>,
@@ -82,13 +82,13 @@ impl Cipher {
         })
     }
 
-    /// The algorithm's name.
+    #[doc = pydoc!("Cipher.name")]
     #[getter]
     fn name(&self) -> &'static str {
         self.inner.algorithm.name()
     }
 
-    /// The key size in bytes.
+    #[doc = pydoc!("Cipher.key_size")]
     #[getter]
     fn key_size(&self) -> usize {
         self.inner.algorithm.key_len()

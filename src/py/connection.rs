@@ -31,7 +31,7 @@ struct RecvState {
     scratch: Vec<u8>,
 }
 
-/// Packets over a connected socket, framed by a `PacketFormat`.
+#[doc = pydoc!("Connection")]
 #[pyclass(module = "sockwire", name = "Connection", frozen)]
 pub struct Connection {
     sock: Py<Socket>,
@@ -185,23 +185,24 @@ impl Connection {
         Ok(Connection::wrap(sock, format))
     }
 
-    /// The underlying socket.
+    #[doc = pydoc!("Connection.socket")]
     #[getter]
     fn socket(&self, py: Python<'_>) -> Py<Socket> {
         self.sock.clone_ref(py)
     }
 
-    /// The packet format.
+    #[doc = pydoc!("Connection.format")]
     #[getter]
     fn format(&self, py: Python<'_>) -> Py<PacketFormat> {
         self.format.clone_ref(py)
     }
 
+    #[doc = pydoc!("Connection.fileno")]
     fn fileno(&self) -> i32 {
         self.sock.get().sock().fileno()
     }
 
-    /// Sends one packet.
+    #[doc = pydoc!("Connection.send")]
     #[pyo3(signature = (body, msg_id=0, **fields))]
     fn send(
         &self,
@@ -217,7 +218,7 @@ impl Connection {
         self.send_frames(py, frame)
     }
 
-    /// Sends many packets with one write: bodies (with this call's header values) or `Packet`s.
+    #[doc = pydoc!("Connection.send_many")]
     #[pyo3(signature = (items, msg_id=0, **fields))]
     fn send_many(
         &self,
@@ -230,14 +231,14 @@ impl Connection {
         self.send_frames(py, frames)
     }
 
-    /// Receives the next packet.
+    #[doc = pydoc!("Connection.recv")]
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<Packet>> {
         let wait = self.wait_for(timeout)?;
         self.recv_packet(py, wait)
     }
 
-    /// Sends a packet and returns the next one received.
+    #[doc = pydoc!("Connection.request")]
     #[pyo3(signature = (body, msg_id=0, timeout=None, **fields))]
     fn request(
         &self,
@@ -252,13 +253,12 @@ impl Connection {
         self.recv_packet(py, wait)
     }
 
-    /// Half-close: no more sending, receiving goes on until the peer closes.
+    #[doc = pydoc!("Connection.shutdown_write")]
     fn shutdown_write(&self, py: Python<'_>) -> PyResult<()> {
         self.shutdown(py, libc::SHUT_WR)
     }
 
-    /// `socket.shutdown(how)` on the connection's socket; `SHUT_RDWR` from another thread
-    /// wakes a thread blocked in `recv` (it sees the end of the stream) or in `send`.
+    #[doc = pydoc!("Connection.shutdown")]
     #[pyo3(signature = (how, /))]
     fn shutdown(&self, py: Python<'_>, how: i32) -> PyResult<()> {
         if let Some(err) = self.closed_error() {
@@ -268,6 +268,7 @@ impl Connection {
         Ok(py.detach(|| stream.shutdown(how))?)
     }
 
+    #[doc = pydoc!("Connection.close")]
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let stream = &self.sock.get().stream;
         Ok(py.detach(|| stream.close())?)
@@ -303,7 +304,7 @@ impl Connection {
     }
 }
 
-/// Connects to `addr` and returns a `Connection` speaking `format`.
+#[doc = pydoc!("connect")]
 #[pyfunction]
 #[pyo3(signature = (addr, format=None, *, timeout=None, tls=None))]
 pub fn connect(

@@ -6,48 +6,33 @@ use pyo3::types::{PyBytes, PyString};
 
 use crate::error::{strerror, Error as CoreError, TlsFailure};
 
-pyo3::create_exception!(
-    sockwire,
-    Error,
-    PyException,
-    "Base class of every sockwire error."
-);
-pyo3::create_exception!(
-    sockwire,
-    ProtocolError,
-    Error,
-    "The peer sent bytes that break the packet format."
-);
+pyo3::create_exception!(sockwire, Error, PyException, pydoc!("Error"));
+pyo3::create_exception!(sockwire, ProtocolError, Error, pydoc!("ProtocolError"));
 pyo3::create_exception!(
     sockwire,
     FrameTooLarge,
     ProtocolError,
-    "A frame is larger than the format allows."
+    pydoc!("FrameTooLarge")
 );
 pyo3::create_exception!(
     sockwire,
     IncompleteFrame,
     ProtocolError,
-    "The stream ended inside a frame."
+    pydoc!("IncompleteFrame")
 );
 pyo3::create_exception!(
     sockwire,
     AuthenticationError,
     ProtocolError,
-    "A packet failed authentication."
+    pydoc!("AuthenticationError")
 );
 pyo3::create_exception!(
     sockwire,
     ConnectionClosed,
     Error,
-    "The peer closed the connection between frames."
+    pydoc!("ConnectionClosed")
 );
-pyo3::create_exception!(
-    sockwire,
-    ServerFull,
-    Error,
-    "A listener or client group already holds its maximum number of clients."
-);
+pyo3::create_exception!(sockwire, ServerFull, Error, pydoc!("ServerFull"));
 pyo3::import_exception!(socket, gaierror);
 pyo3::import_exception!(ssl, SSLError);
 pyo3::import_exception!(ssl, SSLCertVerificationError);

@@ -1,5 +1,9 @@
 //! The Python bindings: argument conversion, GIL release and error mapping over the core.
 
+// First, so that `pydoc!` is in (textual) scope in every module below.
+#[macro_use]
+mod doc;
+
 pub mod codec;
 pub mod connection;
 pub mod convert;
@@ -11,6 +15,7 @@ pub mod socket;
 pub mod tls;
 
 use pyo3::prelude::*;
+use pyo3::PyTypeInfo;
 
 /// Registers every class, function and exception of `sockwire._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,5 +37,29 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(recipe::server_listener, m)?)?;
     m.add_function(wrap_pyfunction!(recipe::create_client, m)?)?;
     m.add_function(wrap_pyfunction!(recipe::accept_client_connect, m)?)?;
+    unordered::<packet::Packet>(m.py())?;
+    unordered::<packet::PacketFormat>(m.py())?;
+    unordered::<codec::Compression>(m.py())?;
+    unordered::<codec::Cipher>(m.py())?;
+    unordered::<registry::ClientInfo>(m.py())?;
+    Ok(())
+}
+
+/// Takes `__lt__`, `__le__`, `__gt__` and `__ge__` off a class that has equality but no order.
+///
+/// A class with `__eq__` gets a `tp_richcompare` slot, and CPython then puts all six comparison
+/// wrappers in its dict, so `help()` lists `__lt__` and friends as if instances were ordered
+/// (pyo3's `#[pyclass(eq)]` and `__richcmp__` fill the same slot). Deleting the four makes the
+/// class look like a Python class that defines only `__eq__`; `<` raises the usual TypeError.
+// NOTE: CPython cannot skip the wrappers for a type with tp_richcompare (`dict` lists them
+// too). After the deletion it dispatches comparisons through the type's `__eq__`/`__ne__`
+// wrappers (the generic slot Python classes use): two Packets compare with `==` in 90 ns
+// instead of 32, with `!=` in 160 ns instead of 48. Editing the type's dict behind
+// `type.__setattr__` would keep the fast slot, but CPython documents that dict as read-only.
+fn unordered<T: PyTypeInfo>(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<T>();
+    for name in ["__lt__", "__le__", "__gt__", "__ge__"] {
+        ty.delattr(name)?;
+    }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::format::{Check, Format, Order, Role, Spec, Value};
 /// The default limit on a body: 8 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
 
-/// One packet: a body and the header values that came with it.
+#[doc = pydoc!("Packet")]
 #[pyclass(module = "sockwire", name = "Packet", frozen)]
 pub struct Packet {
     body: Py<PyBytes>,
@@ -153,25 +153,25 @@ impl Packet {
         })
     }
 
-    /// The body: the bytes after the header (after compression and encryption are undone).
+    #[doc = pydoc!("Packet.body")]
     #[getter]
     fn body(&self, py: Python<'_>) -> Py<PyBytes> {
         self.body.clone_ref(py)
     }
 
-    /// The protocol number (`msg_id` header field), 0 if the format has none.
+    #[doc = pydoc!("Packet.msg_id")]
     #[getter]
     fn msg_id(&self) -> i64 {
         self.msg_id
     }
 
-    /// The `flags` header field, 0 if the format has none.
+    #[doc = pydoc!("Packet.flags")]
     #[getter]
     fn flags(&self) -> i64 {
         self.flags
     }
 
-    /// The other header fields, by name.
+    #[doc = pydoc!("Packet.header")]
     #[getter]
     fn header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -220,7 +220,7 @@ impl Packet {
     }
 }
 
-/// How packets are framed on the wire: a header layout and where the length is.
+#[doc = pydoc!("PacketFormat")]
 #[pyclass(module = "sockwire", name = "PacketFormat", frozen)]
 pub struct PacketFormat {
     pub(crate) format: Arc<Format>,
@@ -432,10 +432,10 @@ impl PacketFormat {
         PacketFormat::build(format, compress, cipher)
     }
 
-    /// A format from Netty `LengthFieldBasedFrameDecoder` parameters, with Netty's semantics.
     // Keyword-only after the first two: Java's constructor takes maxFrameLength first, and
     // `length_field(1024, 2, 3, 0, 0)` copied from it would otherwise be accepted positionally
     // with every value in the wrong place.
+    #[doc = pydoc!("PacketFormat.length_field")]
     #[staticmethod]
     #[pyo3(
         signature = (offset, length, *, adjustment=0, strip=0, max_frame=DEFAULT_MAX_BODY as i128, byteorder="big", expect=None, compress=None, cipher=None),
@@ -466,7 +466,7 @@ impl PacketFormat {
         PacketFormat::build(format, compress, cipher)
     }
 
-    /// The protobuf base-128 varint length prefix (Netty's `ProtobufVarint32FrameDecoder`).
+    #[doc = pydoc!("PacketFormat.varint")]
     #[staticmethod]
     #[pyo3(
         signature = (max_body=DEFAULT_MAX_BODY as i128, *, compress=None, cipher=None),
@@ -481,7 +481,7 @@ impl PacketFormat {
         PacketFormat::build(Format::varint(max_body), compress, cipher)
     }
 
-    /// The body compression, if any.
+    #[doc = pydoc!("PacketFormat.compress")]
     #[getter]
     fn compress(&self) -> Option<Compression> {
         self.format
@@ -490,30 +490,31 @@ impl PacketFormat {
             .map(|inner| Compression { inner })
     }
 
-    /// The body cipher, if any.
+    #[doc = pydoc!("PacketFormat.cipher")]
     #[getter]
     fn cipher(&self) -> Option<Cipher> {
         self.format.cipher.clone().map(|inner| Cipher { inner })
     }
 
-    /// The header names, in wire order.
+    #[doc = pydoc!("PacketFormat.fields")]
     #[getter]
     fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(py, self.format.fields.iter().map(|f| &*f.name))
     }
 
-    /// The header size in bytes; None for a varint prefix.
+    #[doc = pydoc!("PacketFormat.header_size")]
     #[getter]
     fn header_size(&self) -> Option<usize> {
         self.format.fixed_header_size()
     }
 
-    /// The largest body accepted, in bytes.
+    #[doc = pydoc!("PacketFormat.max_body")]
     #[getter]
     fn max_body(&self) -> u64 {
         self.format.max_body()
     }
 
+    #[doc = pydoc!("PacketFormat.pack")]
     #[pyo3(signature = (body, msg_id=0, **fields))]
     fn pack<'py>(
         &self,
@@ -535,6 +536,7 @@ impl PacketFormat {
         })
     }
 
+    #[doc = pydoc!("PacketFormat.pack_many")]
     #[pyo3(signature = (items, msg_id=0, **fields))]
     fn pack_many<'py>(
         &self,
@@ -546,7 +548,7 @@ impl PacketFormat {
         Ok(PyBytes::new(py, &self.pack_all(items, msg_id, fields)?))
     }
 
-    /// Decodes exactly one whole frame.
+    #[doc = pydoc!("PacketFormat.unpack")]
     fn unpack<'py>(
         &self,
         py: Python<'py>,
@@ -572,7 +574,7 @@ impl PacketFormat {
         }
     }
 
-    /// A new stream decoder for this format.
+    #[doc = pydoc!("PacketFormat.decoder")]
     fn decoder(&self) -> Decoder {
         Decoder {
             inner: CoreDecoder::new(self.format.clone()),
@@ -629,7 +631,7 @@ impl PacketFormat {
     }
 }
 
-/// Splits a byte stream into packets, however it was chunked.
+#[doc = pydoc!("Decoder")]
 #[pyclass(module = "sockwire", name = "Decoder")]
 pub struct Decoder {
     pub(crate) inner: CoreDecoder,
@@ -659,7 +661,7 @@ pub(crate) fn feed_into<'py>(
 
 #[pymethods]
 impl Decoder {
-    /// Decodes the packets `data` completes. `feed(b"")` decodes what is already buffered.
+    #[doc = pydoc!("Decoder.feed")]
     fn feed<'py>(
         &mut self,
         py: Python<'py>,
@@ -707,14 +709,13 @@ impl Decoder {
         Err(err)
     }
 
-    /// Bytes buffered and not yet returned: an unfinished frame, and the frames that followed
-    /// a bad one (returned by the next `feed()`).
+    #[doc = pydoc!("Decoder.pending")]
     #[getter]
     fn pending(&self) -> usize {
         self.inner.pending() + self.held_bytes
     }
 
-    /// The decoder's format.
+    #[doc = pydoc!("Decoder.format")]
     #[getter]
     fn format(&self) -> PacketFormat {
         PacketFormat {

@@ -17,7 +17,7 @@ use crate::tls::TlsSession;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A listening `Socket` that registers the clients it accepts, up to `max_clients`.
+#[doc = pydoc!("Listener")]
 #[pyclass(module = "sockwire", name = "Listener", extends = Socket, frozen)]
 pub struct Listener {
     clients: Py<ClientGroup>,
@@ -85,13 +85,13 @@ impl Listener {
         )
     }
 
-    /// The most live clients this listener registers.
+    #[doc = pydoc!("Listener.max_clients")]
     #[getter]
     fn max_clients(&self) -> usize {
         self.max_clients
     }
 
-    /// The registry of accepted clients.
+    #[doc = pydoc!("Listener.clients")]
     #[getter]
     fn clients(&self, py: Python<'_>) -> Py<ClientGroup> {
         self.clients.clone_ref(py)
@@ -105,6 +105,7 @@ fn buffer_size(value: Option<i32>, name: &str) -> PyResult<Option<i32>> {
     }
 }
 
+#[doc = pydoc!("tcp_client_options")]
 #[pyfunction]
 #[pyo3(signature = (family=libc::AF_INET, *, nodelay=true, sndbuf=None, rcvbuf=None))]
 pub fn tcp_client_options(
@@ -123,6 +124,7 @@ pub fn tcp_client_options(
     Socket::adopt(py, sock)
 }
 
+#[doc = pydoc!("tcp_server_options")]
 #[pyfunction]
 #[pyo3(signature = (family=libc::AF_INET, *, reuse_addr=true, sndbuf=None, rcvbuf=None, blocking=true))]
 pub fn tcp_server_options(
@@ -146,6 +148,7 @@ pub fn tcp_server_options(
     Ok(socket)
 }
 
+#[doc = pydoc!("server_listener")]
 #[pyfunction]
 #[pyo3(signature = (addr, max, *, reuse_port=false, tls=None))]
 pub fn server_listener<'py>(
@@ -158,6 +161,7 @@ pub fn server_listener<'py>(
     Bound::new(py, Listener::new(py, addr, max, reuse_port, tls)?)
 }
 
+#[doc = pydoc!("create_client")]
 #[pyfunction]
 #[pyo3(signature = (addr, *, timeout=None, tls=None))]
 pub fn create_client<'py>(
@@ -211,8 +215,7 @@ pub fn create_client<'py>(
     Err(last.into())
 }
 
-/// Accepts one client on `listener` and registers it in `listener.clients`. When the listener
-/// already holds `max_clients`, the new connection is closed and `ServerFull` is raised.
+#[doc = pydoc!("accept_client_connect")]
 #[pyfunction]
 pub fn accept_client_connect<'py>(
     py: Python<'py>,

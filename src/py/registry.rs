@@ -12,7 +12,7 @@ use super::socket::Socket;
 use crate::recipe;
 use crate::registry::{ClientRecord, Registry};
 
-/// One registered client, readable as attributes or as the seed's dict keys.
+#[doc = pydoc!("ClientInfo")]
 #[pyclass(module = "sockwire", name = "ClientInfo", frozen)]
 pub struct ClientInfo {
     pub(crate) record: ClientRecord,
@@ -22,21 +22,25 @@ const KEYS: [&str; 4] = ["client_fd", "fd_port", "addr", "connected_at"];
 
 #[pymethods]
 impl ClientInfo {
+    #[doc = pydoc!("ClientInfo.client_fd")]
     #[getter]
     fn client_fd(&self) -> i32 {
         self.record.fd
     }
 
+    #[doc = pydoc!("ClientInfo.fd_port")]
     #[getter]
     fn fd_port(&self) -> u16 {
         self.record.addr.port()
     }
 
+    #[doc = pydoc!("ClientInfo.addr")]
     #[getter]
     fn addr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         address_value(py, &self.record.addr)
     }
 
+    #[doc = pydoc!("ClientInfo.connected_at")]
     #[getter]
     fn connected_at(&self) -> f64 {
         self.record.connected_at
@@ -52,10 +56,12 @@ impl ClientInfo {
         })
     }
 
+    #[doc = pydoc!("ClientInfo.keys")]
     fn keys(&self) -> Vec<&'static str> {
         KEYS.to_vec()
     }
 
+    #[doc = pydoc!("ClientInfo.as_dict")]
     fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for key in KEYS {
@@ -86,7 +92,7 @@ impl ClientInfo {
     }
 }
 
-/// A thread-safe registry of connected clients, keyed by fd, with an optional maximum.
+#[doc = pydoc!("ClientGroup")]
 #[pyclass(module = "sockwire", name = "ClientGroup", frozen)]
 pub struct ClientGroup {
     pub(crate) registry: Arc<Registry>,
@@ -134,13 +140,13 @@ impl ClientGroup {
         }
     }
 
-    /// The maximum number of clients, or None for no limit.
+    #[doc = pydoc!("ClientGroup.max")]
     #[getter]
     fn max(&self) -> Option<usize> {
         self.registry.max()
     }
 
-    /// Registers a connected socket (a `sockwire.Socket` or a `socket.socket`).
+    #[doc = pydoc!("ClientGroup.add")]
     fn add(&self, sock: &Bound<'_, PyAny>) -> PyResult<ClientInfo> {
         let peer = peer_of(sock)?;
         let record = match sock.cast::<Socket>() {
@@ -150,7 +156,7 @@ impl ClientGroup {
         Ok(info(record))
     }
 
-    /// Removes and returns the client on `fd`; `KeyError` if there is none.
+    #[doc = pydoc!("ClientGroup.remove")]
     fn remove(&self, fd: i32) -> PyResult<ClientInfo> {
         self.registry
             .remove(fd)
@@ -158,22 +164,22 @@ impl ClientGroup {
             .ok_or_else(|| PyKeyError::new_err(fd))
     }
 
-    /// Removes the client on `fd` if there is one.
+    #[doc = pydoc!("ClientGroup.discard")]
     fn discard(&self, fd: i32) {
         self.registry.remove(fd);
     }
 
-    /// The client on `fd`, or None.
+    #[doc = pydoc!("ClientGroup.get")]
     fn get(&self, fd: i32) -> Option<ClientInfo> {
         self.registry.get(fd).map(info)
     }
 
-    /// The client whose peer port is `port`, or None.
+    #[doc = pydoc!("ClientGroup.by_port")]
     fn by_port(&self, port: u16) -> Option<ClientInfo> {
         self.registry.by_port(port).map(info)
     }
 
-    /// The number of registered clients (also `len(group)`).
+    #[doc = pydoc!("ClientGroup.len")]
     fn len(&self) -> usize {
         self.registry.len()
     }
@@ -186,8 +192,8 @@ impl ClientGroup {
         fd_of(fd).is_ok_and(|fd| self.registry.contains(fd))
     }
 
-    /// Iterates over a snapshot, in registration order: adding or removing clients meanwhile
-    /// is safe.
+    // Iterates over a snapshot, in registration order: adding or removing clients meanwhile
+    // is safe. (A slot: its Python doc is the class's.)
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let items = self.registry.snapshot().into_iter().map(info);
         Ok(PyList::new(py, items)?.try_iter()?.into_any())

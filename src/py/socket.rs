@@ -18,7 +18,7 @@ use crate::socket::{Sock, Timeout, Wait};
 use crate::stream::Stream;
 use crate::tls::TlsSession;
 
-/// A TCP socket with the stdlib's `socket.socket` methods and semantics.
+#[doc = pydoc!("Socket")]
 #[pyclass(module = "sockwire", name = "Socket", subclass, frozen, weakref)]
 pub struct Socket {
     /// The socket, and its TLS session once a handshake is done.
@@ -271,40 +271,47 @@ impl Socket {
         Socket::adopt(py, sock)
     }
 
-    /// The file descriptor, or -1 once closed.
+    #[doc = pydoc!("Socket.fileno")]
     fn fileno(&self) -> i32 {
         self.sock().fileno()
     }
 
+    #[doc = pydoc!("Socket.family")]
     #[getter]
     fn family<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         Socket::int_enum(py, "AddressFamily", self.sock().family())
     }
 
+    #[doc = pydoc!("Socket.type")]
     #[getter]
     fn r#type<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         Socket::int_enum(py, "SocketKind", self.sock().ty())
     }
 
+    #[doc = pydoc!("Socket.proto")]
     #[getter]
     fn proto(&self) -> i32 {
         self.sock().proto()
     }
 
+    #[doc = pydoc!("Socket.timeout")]
     #[getter]
     fn timeout(&self) -> Option<f64> {
         timeout_value(self.sock().timeout())
     }
 
+    #[doc = pydoc!("Socket.gettimeout")]
     fn gettimeout(&self) -> Option<f64> {
         timeout_value(self.sock().timeout())
     }
 
+    #[doc = pydoc!("Socket.settimeout")]
     #[pyo3(signature = (value, /))]
     fn settimeout(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         Ok(self.sock().set_timeout(timeout_arg(value)?)?)
     }
 
+    #[doc = pydoc!("Socket.setblocking")]
     #[pyo3(signature = (flag, /))]
     fn setblocking(&self, flag: &Bound<'_, PyAny>) -> PyResult<()> {
         // An int, as in CPython: None or a float is a TypeError, not a truth value.
@@ -316,16 +323,19 @@ impl Socket {
         Ok(self.sock().set_timeout(timeout)?)
     }
 
+    #[doc = pydoc!("Socket.getblocking")]
     fn getblocking(&self) -> bool {
         self.sock().timeout() != Timeout::NonBlocking
     }
 
+    #[doc = pydoc!("Socket.bind")]
     #[pyo3(signature = (address, /))]
     fn bind(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
         let addr = self.address_for(py, address, "bind")?;
         Ok(self.sock().bind(&addr)?)
     }
 
+    #[doc = pydoc!("Socket.listen")]
     #[pyo3(signature = (backlog=None, /))]
     fn listen(&self, backlog: Option<i32>) -> PyResult<()> {
         // CPython's default backlog is min(SOMAXCONN, 128); a negative one means 0.
@@ -333,7 +343,7 @@ impl Socket {
         Ok(self.sock().listen(backlog)?)
     }
 
-    /// Accepts a connection: `(Socket, address)`.
+    #[doc = pydoc!("Socket.accept")]
     fn accept<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, Socket>, Bound<'py, PyTuple>)> {
         let wait = self.sock().start();
         let (fd, addr) = blocking(py, || self.sock().accept(wait))?;
@@ -350,13 +360,14 @@ impl Socket {
         Ok((conn, address_value(py, &addr)?))
     }
 
+    #[doc = pydoc!("Socket.connect")]
     #[pyo3(signature = (address, /))]
     fn connect(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<()> {
         let addr = self.address_for(py, address, "connect")?;
         self.connect_to(py, &addr)
     }
 
-    /// Like `connect`, but returns the errno instead of raising (0 on success).
+    #[doc = pydoc!("Socket.connect_ex")]
     #[pyo3(signature = (address, /))]
     fn connect_ex(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<i32> {
         let addr = self.address_for(py, address, "connect_ex")?;
@@ -372,6 +383,7 @@ impl Socket {
         }
     }
 
+    #[doc = pydoc!("Socket.send")]
     #[pyo3(signature = (data, flags=0, /))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<usize> {
         let data = BytesArg::extract(data)?;
@@ -385,12 +397,14 @@ impl Socket {
         blocking(py, || self.sock().send(buf, flags, wait))
     }
 
+    #[doc = pydoc!("Socket.sendall")]
     #[pyo3(signature = (data, flags=0, /))]
     fn sendall(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: i32) -> PyResult<()> {
         let data = BytesArg::extract(data)?;
         self.write_all(py, data.as_slice(), flags, self.sock().start())
     }
 
+    #[doc = pydoc!("Socket.recv")]
     #[pyo3(signature = (bufsize, flags=0, /))]
     fn recv<'py>(
         &self,
@@ -430,6 +444,7 @@ impl Socket {
         shrink_bytes(bytes, n)
     }
 
+    #[doc = pydoc!("Socket.recv_into")]
     #[pyo3(signature = (buffer, nbytes=0, flags=0))]
     fn recv_into(
         &self,
@@ -459,6 +474,7 @@ impl Socket {
         blocking(py, || self.stream.read(buf, flags, wait))
     }
 
+    #[doc = pydoc!("Socket.shutdown")]
     #[pyo3(signature = (how, /))]
     fn shutdown(&self, py: Python<'_>, how: &Bound<'_, PyAny>) -> PyResult<()> {
         let how: i64 = how.extract()?;
@@ -467,28 +483,32 @@ impl Socket {
         Ok(py.detach(|| self.stream.shutdown(how))?)
     }
 
+    #[doc = pydoc!("Socket.close")]
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         Ok(py.detach(|| self.stream.close())?)
     }
 
-    /// The negotiated TLS version ("TLSv1.3", "TLSv1.2"), or None for a plain socket.
+    #[doc = pydoc!("Socket.tls_version")]
     fn tls_version(&self) -> Option<&'static str> {
         self.stream.tls().and_then(|t| t.version())
     }
 
-    /// Gives up the fd without closing it and returns it (-1 if already closed).
+    #[doc = pydoc!("Socket.detach")]
     fn detach(&self) -> i32 {
         self.sock().detach()
     }
 
+    #[doc = pydoc!("Socket.getsockname")]
     fn getsockname<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         address_value(py, &self.sock().local_addr()?)
     }
 
+    #[doc = pydoc!("Socket.getpeername")]
     fn getpeername<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         address_value(py, &self.sock().peer_addr()?)
     }
 
+    #[doc = pydoc!("Socket.setsockopt")]
     #[pyo3(signature = (level, optname, value, optlen=None, /))]
     fn setsockopt(
         &self,
@@ -518,6 +538,7 @@ impl Socket {
             .setsockopt_bytes(level, optname, data.as_slice())?)
     }
 
+    #[doc = pydoc!("Socket.getsockopt")]
     #[pyo3(signature = (level, optname, buflen=0, /))]
     fn getsockopt<'py>(
         &self,
@@ -542,7 +563,7 @@ impl Socket {
         Ok(PyBytes::new(py, &value).into_any())
     }
 
-    /// A `socket.socket` on a duplicate of this fd, with the same timeout. Both stay open.
+    #[doc = pydoc!("Socket.to_stdlib")]
     fn to_stdlib<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let fd = self.sock().fileno();
         if fd < 0 {
@@ -568,7 +589,7 @@ impl Socket {
         Ok(sock)
     }
 
-    /// Adopts a `socket.socket`: takes over its fd (the stdlib object is detached) and timeout.
+    #[doc = pydoc!("Socket.from_stdlib")]
     #[classmethod]
     fn from_stdlib<'py>(
         cls: &Bound<'py, PyType>,

@@ -15,7 +15,7 @@ pub enum Settings {
     Server(Arc<rustls::ServerConfig>),
 }
 
-/// TLS settings: build one with `TlsConfig.client(...)` or `TlsConfig.server(...)`.
+#[doc = pydoc!("TlsConfig")]
 #[pyclass(module = "sockwire", name = "TlsConfig", frozen)]
 pub struct TlsConfig {
     pub(crate) settings: Settings,
@@ -72,7 +72,7 @@ impl TlsConfig {
 
 #[pymethods]
 impl TlsConfig {
-    /// Client settings (see the stub for the parameters).
+    #[doc = pydoc!("TlsConfig.client")]
     #[staticmethod]
     #[pyo3(signature = (ca=None, server_name=None, insecure=false, cert=None, key=None))]
     fn client(
@@ -107,8 +107,7 @@ impl TlsConfig {
         })
     }
 
-    /// Server settings: a PEM certificate chain and key; `client_ca` requires client
-    /// certificates (mutual TLS).
+    #[doc = pydoc!("TlsConfig.server")]
     #[staticmethod]
     #[pyo3(signature = (cert, key, client_ca=None))]
     fn server(
@@ -133,7 +132,7 @@ impl TlsConfig {
         })
     }
 
-    /// "client" or "server".
+    #[doc = pydoc!("TlsConfig.side")]
     #[getter]
     fn side(&self) -> &'static str {
         match self.settings {
