@@ -1,0 +1,192 @@
+//! A body on its way out and in: compressed, then encrypted (the packed header as associated
+//! data), then framed; on receipt, the reverse, within `max_body`. With a `flags` field, bits
+//! 0 and 1 say which was done.
+
+use std::borrow::Cow;
+
+use crate::cipher::OVERHEAD;
+use crate::error::{Error, Result};
+
+use super::header::Header;
+use super::Value;
+use super::{invalid, Format, COMPRESSED, ENCRYPTED};
+
+impl Format {
+    /// The header values and the plain body of a whole frame: decrypted, then decompressed
+    /// (at most `max_body` bytes), with the pipeline's `flags` bits cleared.
+    pub fn open<'a>(&self, frame: &'a [u8], body_start: usize) -> Result<(Header, Cow<'a, [u8]>)> {
+        let mut header = self.header(frame);
+        let mut body = Cow::Borrowed(&frame[body_start..]);
+        let flagged = |bit| self.flags_field.is_none() || header.flags & bit != 0;
+        if let Some(cipher) = &self.cipher {
+            if !flagged(ENCRYPTED) {
+                // Accepting plaintext on an encrypted format would let anyone inject packets.
+                return Err(Error::Authentication(
+                    "unencrypted packet on a format with a cipher (flags bit 1 is clear)".into(),
+                ));
+            }
+            let mut plain = Vec::with_capacity(body.len());
+            cipher.open(&frame[..body_start], &body, &mut plain)?;
+            body = Cow::Owned(plain);
+        }
+        if let Some(compression) = &self.compression {
+            if flagged(COMPRESSED) {
+                let mut plain = Vec::new();
+                compression.decompress(&body, self.max_body(), &mut plain)?;
+                body = Cow::Owned(plain);
+            }
+        }
+        header.flags &= !self.pipeline_bits();
+        Ok((header, body))
+    }
+
+    /// Appends one frame carrying `body` to `out`. `values` gives user fields by
+    /// `Role::User` index (`None`: the `expect` constant, else zero).
+    pub fn pack_into(
+        &self,
+        out: &mut Vec<u8>,
+        body: &[u8],
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> Result<()> {
+        let start = out.len();
+        let result = self.pack_frame(out, body, msg_id, flags, values);
+        if result.is_err() {
+            out.truncate(start); // no half frame left behind
+        }
+        result
+    }
+
+    fn pack_frame(
+        &self,
+        out: &mut Vec<u8>,
+        body: &[u8],
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> Result<()> {
+        // A value with nowhere to go is an error, never silently dropped.
+        if msg_id != 0 && self.msg_id_field.is_none() {
+            return Err(self.no_such_field("msg_id"));
+        }
+        if flags != 0 && self.flags_field.is_none() {
+            return Err(self.no_such_field("flags"));
+        }
+        let max = self.max_body();
+        let too_large = |len: usize, what: &str| Error::FrameTooLarge {
+            message: format!("{what} of {len} bytes exceeds the format's limit ({max})"),
+            length: len as u64,
+            limit: max,
+        };
+        if body.len() as u64 > max {
+            return Err(too_large(body.len(), "body"));
+        }
+        let bits = self.pipeline_bits();
+        if flags & bits != 0 {
+            return Err(invalid(format!(
+                "flags bits {bits:#b} are set by the format's compression and encryption"
+            )));
+        }
+        let mut flags = flags;
+        let payload = match &self.compression {
+            Some(c) if self.flags_field.is_none() || body.len() >= c.min_size => {
+                let mut packed = Vec::new();
+                c.compress(body, &mut packed)?;
+                flags |= bits & COMPRESSED;
+                Cow::Owned(packed)
+            }
+            _ => Cow::Borrowed(body),
+        };
+        flags |= bits & ENCRYPTED;
+        let wire_len = payload.len() + if self.cipher.is_some() { OVERHEAD } else { 0 };
+        if wire_len as u64 > max {
+            return Err(too_large(wire_len, "compressed and encrypted body"));
+        }
+        let start = out.len();
+        self.write_header(out, wire_len, msg_id, flags, values)?;
+        match &self.cipher {
+            Some(cipher) => {
+                // The packed header is the associated data: it cannot be altered either.
+                let header = out[start..].to_vec();
+                cipher.seal(&header, &payload, out)
+            }
+            None => {
+                out.extend_from_slice(&payload);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cipher::Cipher;
+    use crate::compress::Compression;
+    use crate::format::Order;
+    use std::sync::Arc;
+
+    fn piped(min_size: usize) -> Format {
+        use crate::cipher::Algorithm as C;
+        use crate::compress::Algorithm as Z;
+        Format::from_struct("!IHB", &["length", "msg_id", "flags"], false, 1 << 20, &[])
+            .unwrap()
+            .with_pipeline(
+                Some(Compression::new(Z::Zstd, None, min_size).unwrap()),
+                Some(Arc::new(Cipher::new(C::Aes256Gcm, &[9; 32]).unwrap())),
+            )
+            .unwrap()
+    }
+
+    fn frame(f: &Format, body: &[u8], flags: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        f.pack_into(&mut out, body, 5, flags, &[]).unwrap();
+        out
+    }
+
+    #[test]
+    fn pipeline_round_trip_sets_and_clears_flag_bits() {
+        let f = piped(64);
+        let big = vec![b'a'; 1000];
+        let wire = frame(&f, &big, 4);
+        assert_eq!(wire[6] as i64, 4 | COMPRESSED | ENCRYPTED);
+        assert!(wire.len() < 100);
+        let (header, body) = f.open(&wire, 7).unwrap();
+        assert_eq!((header.msg_id, header.flags, &body[..]), (5, 4, &big[..]));
+        // A small body is not compressed, but still encrypted.
+        let wire = frame(&f, b"hi", 0);
+        assert_eq!(wire[6] as i64, ENCRYPTED);
+        assert_eq!(&f.open(&wire, 7).unwrap().1[..], b"hi");
+    }
+
+    #[test]
+    fn the_header_is_authenticated_too() {
+        let f = piped(0);
+        let mut wire = frame(&f, b"payload", 0);
+        wire[5] ^= 1; // msg_id
+        assert!(matches!(f.open(&wire, 7), Err(Error::Authentication(_))));
+    }
+
+    #[test]
+    fn plaintext_is_refused_on_an_encrypted_format() {
+        let f = piped(0);
+        let plain =
+            Format::from_struct("!IHB", &["length", "msg_id", "flags"], false, 1024, &[]).unwrap();
+        let wire = frame(&plain, b"forged", 0);
+        assert!(matches!(f.open(&wire, 7), Err(Error::Authentication(_))));
+    }
+
+    #[test]
+    fn pipeline_bits_are_reserved() {
+        let f = piped(0);
+        assert!(f.pack_into(&mut Vec::new(), b"x", 0, 1, &[]).is_err());
+    }
+
+    #[test]
+    fn pipeline_needs_the_whole_header_stripped() {
+        let netty = Format::length_field(0, 2, 0, 0, 100, Order::Big, &[]).unwrap();
+        let zstd = Compression::new(crate::compress::Algorithm::Zstd, None, 0).unwrap();
+        assert!(netty.with_pipeline(Some(zstd), None).is_err());
+    }
+}
