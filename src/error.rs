@@ -45,10 +45,51 @@ pub enum Error {
     /// A packet failed authentication (wrong key, or altered in transit).
     Authentication(String),
     /// TLS failed: Python's `ssl` errors.
-    Tls {
-        failure: TlsFailure,
-        message: String,
-    },
+    Tls(TlsError),
+}
+
+/// A TLS failure, with what Python's `ssl` exceptions carry.
+#[derive(Debug)]
+pub struct TlsError {
+    pub failure: TlsFailure,
+    /// OpenSSL's reason code (`ssl.SSLError.reason`), e.g. `"CERTIFICATE_VERIFY_FAILED"`;
+    /// empty when there is none.
+    pub reason: &'static str,
+    /// What went wrong, in words.
+    pub message: String,
+    /// For a certificate that failed verification: why (`verify_message`).
+    pub verify_message: Option<String>,
+}
+
+impl TlsError {
+    pub fn new(failure: TlsFailure, reason: &'static str, message: impl Into<String>) -> Self {
+        TlsError {
+            failure,
+            reason,
+            message: message.into(),
+            verify_message: None,
+        }
+    }
+
+    /// A certificate that failed verification, and why.
+    pub fn cert_verify(why: String) -> Self {
+        TlsError {
+            failure: TlsFailure::CertVerify,
+            reason: "CERTIFICATE_VERIFY_FAILED",
+            message: format!("certificate verify failed: {why}"),
+            verify_message: Some(why),
+        }
+    }
+}
+
+impl fmt::Display for TlsError {
+    /// As OpenSSL's messages read in Python: `[SSL: REASON] message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            "" => write!(f, "[SSL] {}", self.message),
+            reason => write!(f, "[SSL: {reason}] {}", self.message),
+        }
+    }
 }
 
 /// Which `ssl` exception a TLS failure is.
@@ -125,7 +166,7 @@ impl fmt::Display for Error {
                 ),
             },
             Error::ConnectionClosed => f.write_str("the peer closed the connection"),
-            Error::Tls { message, .. } => f.write_str(message),
+            Error::Tls(tls) => tls.fmt(f),
         }
     }
 }

@@ -4,7 +4,7 @@ use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyTypeError, PyVa
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::error::{strerror, Error as CoreError, TlsFailure};
+use crate::error::{strerror, Error as CoreError, TlsError, TlsFailure};
 
 pyo3::create_exception!(sockwire, Error, PyException, pydoc!("Error"));
 pyo3::create_exception!(sockwire, ProtocolError, Error, pydoc!("ProtocolError"));
@@ -40,29 +40,19 @@ pyo3::import_exception!(ssl, SSLEOFError);
 
 /// The `ssl` exception for a TLS failure, with the attributes `ssl` sets (`reason`, `library`,
 /// and for certificates `verify_message`).
-fn ssl_error(py: Python<'_>, failure: TlsFailure, message: String) -> PyErr {
-    // Messages start "[SSL: REASON] ...", as OpenSSL's do.
-    let reason = message
-        .strip_prefix("[SSL: ")
-        .and_then(|m| m.split(']').next())
-        .unwrap_or("")
-        .to_owned();
-    let args = (1, message.clone());
-    let err = match failure {
+fn ssl_error(py: Python<'_>, tls: TlsError) -> PyErr {
+    let args = (1, tls.to_string());
+    let err = match tls.failure {
         TlsFailure::CertVerify => SSLCertVerificationError::new_err(args),
         TlsFailure::Eof => SSLEOFError::new_err(args),
         TlsFailure::Protocol => SSLError::new_err(args),
     };
     let mut attrs = vec![
         ("library", PyString::new(py, "SSL").into_any()),
-        ("reason", PyString::new(py, &reason).into_any()),
+        ("reason", PyString::new(py, tls.reason).into_any()),
     ];
-    if failure == TlsFailure::CertVerify {
-        let detail = message
-            .split("certificate verify failed: ")
-            .nth(1)
-            .unwrap_or("");
-        attrs.push(("verify_message", PyString::new(py, detail).into_any()));
+    if let Some(why) = &tls.verify_message {
+        attrs.push(("verify_message", PyString::new(py, why).into_any()));
         let Ok(code) = 1i32.into_pyobject(py);
         attrs.push(("verify_code", code.into_any()));
     }
@@ -123,9 +113,7 @@ impl From<CoreError> for PyErr {
             }
             e @ CoreError::ConnectionClosed => ConnectionClosed::new_err(e.to_string()),
             CoreError::Authentication(msg) => AuthenticationError::new_err(msg),
-            CoreError::Tls { failure, message } => {
-                Python::attach(|py| ssl_error(py, failure, message))
-            }
+            CoreError::Tls(tls) => Python::attach(|py| ssl_error(py, tls)),
         }
     }
 }
