@@ -42,6 +42,11 @@ pub enum Error {
     },
     /// The peer closed the connection between frames.
     ConnectionClosed,
+    /// sockwire closed the connection after the peer sent a bad frame (what was wrong).
+    ClosedAfterBadFrame(String),
+    /// Another thread is already doing what only one may do at a time (Python's
+    /// `RuntimeError`).
+    Busy(String),
     /// A packet failed authentication (wrong key, or altered in transit).
     Authentication(String),
     /// TLS failed: Python's `ssl` errors.
@@ -166,6 +171,11 @@ impl fmt::Display for Error {
                 ),
             },
             Error::ConnectionClosed => f.write_str("the peer closed the connection"),
+            Error::ClosedAfterBadFrame(why) => write!(
+                f,
+                "the connection was closed after the peer sent a bad frame ({why})"
+            ),
+            Error::Busy(msg) => f.write_str(msg),
             Error::Tls(tls) => tls.fmt(f),
         }
     }

@@ -75,6 +75,21 @@ pub enum Wait {
     Until(Instant),
 }
 
+/// Runs `op` until it stops failing with `EINTR`, calling `on_signal` after each interruption:
+/// the binding layer runs Python's signal handlers there, and an error from it (a
+/// `KeyboardInterrupt`) ends the call. `op` keeps its own progress, so each retry resumes.
+pub fn retry<T, E: From<Error>>(
+    mut op: impl FnMut() -> Result<T>,
+    on_signal: &mut impl FnMut() -> std::result::Result<(), E>,
+) -> std::result::Result<T, E> {
+    loop {
+        match op() {
+            Err(e) if e.is_interrupted() => on_signal()?,
+            r => return r.map_err(E::from),
+        }
+    }
+}
+
 /// What a socket may be waiting for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ready {

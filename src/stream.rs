@@ -113,97 +113,15 @@ impl Stream {
     }
 }
 
-/// Bytes to write on a stream, queued in order: a framed connection's outgoing frames.
-///
-/// A write that fails part way (a signal whose handler raises, a timeout, an error) leaves
-/// the unwritten rest of its frames queued, and the next write sends them first, so the peer
-/// never sees a frame cut short by a frame that follows it. Frames of which nothing went out
-/// are dropped with the failed write that queued them: it reports that they were not sent.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    buf: Vec<u8>,
-    /// Progress through `buf`: bytes sent (plain) or handed to TLS (a TLS stream's own
-    /// records keep what the socket has not taken).
-    sent: usize,
-}
-
-/// A buffer this large is released once sent, so one big write does not pin memory.
-const KEEP_CAPACITY: usize = 1 << 16;
-
-impl Outbox {
-    /// Queues `frames`; returns the mark to give [`Outbox::abandon`] if writing them fails.
-    pub fn push(&mut self, frames: Vec<u8>) -> usize {
-        let mark = self.buf.len();
-        if self.buf.is_empty() {
-            self.buf = frames; // the usual case: nothing queued, no copy
-        } else {
-            self.buf.extend_from_slice(&frames);
-        }
-        mark
-    }
-
-    /// Writes everything queued (call again after `EINTR`); the caller holds the stream's
-    /// write turn.
-    pub fn flush(&mut self, stream: &Stream, wait: Wait) -> Result<()> {
-        if self.buf.is_empty() {
-            return stream.flush(wait);
-        }
-        stream.write_all(&self.buf, 0, wait, &mut self.sent)?;
-        self.buf.clear();
-        self.sent = 0;
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = Vec::new();
-        }
-        Ok(())
-    }
-
-    /// After a failed flush: drops the frames queued at `mark` or later if none of their
-    /// bytes went out.
-    pub fn abandon(&mut self, mark: usize) {
-        if self.sent <= mark {
-            self.buf.truncate(mark);
-        }
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.sent
-    }
-}
-
+/// A connected pair on loopback for tests: a stream, and the raw socket of its peer.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::socket::Timeout;
-
-    fn pair() -> (Stream, Sock) {
-        let l = crate::recipe::listen(&"127.0.0.1:0".parse().unwrap(), 4, false).unwrap();
-        let c = Sock::open(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
-        c.start_connect(&l.local_addr().unwrap()).unwrap();
-        let (fd, _) = l.accept(Wait::Blocking).unwrap();
-        // SAFETY: freshly accepted fd.
-        (Stream::new(c), unsafe {
-            Sock::from_raw(fd, libc::AF_INET, libc::SOCK_STREAM, 0)
-        })
-    }
-
-    #[test]
-    fn a_cut_frame_stays_queued_and_frames_not_started_are_dropped() {
-        let (stream, _peer) = pair();
-        stream.sock.set_timeout(Timeout::NonBlocking).unwrap();
-        let mut outbox = Outbox::default();
-        let big = vec![7u8; 64 << 20]; // more than the socket buffers take
-        let mark = outbox.push(big.clone());
-        let err = outbox.flush(&stream, Wait::NonBlocking).unwrap_err();
-        assert_eq!(err.errno(), Some(libc::EAGAIN));
-        outbox.abandon(mark);
-        let cut = outbox.pending();
-        assert!(cut > 0 && cut < big.len(), "{cut}");
-        // The next write fails before its own frame starts: it is dropped, the cut one stays.
-        let mark = outbox.push(b"next frame".to_vec());
-        assert!(outbox.flush(&stream, Wait::NonBlocking).is_err());
-        outbox.abandon(mark);
-        assert!(outbox.pending() <= cut);
-        assert!(outbox.pending() > 0);
-    }
+pub(crate) fn test_pair() -> (Stream, Sock) {
+    let l = crate::setup::listen(&"127.0.0.1:0".parse().unwrap(), 4, false).unwrap();
+    let c = Sock::open(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+    c.start_connect(&l.local_addr().unwrap()).unwrap();
+    let (fd, _) = l.accept(Wait::Blocking).unwrap();
+    // SAFETY: freshly accepted fd.
+    (Stream::new(c), unsafe {
+        Sock::from_raw(fd, libc::AF_INET, libc::SOCK_STREAM, 0)
+    })
 }

@@ -1,156 +1,48 @@
 //! `Connection`: packets over a connected `Socket`, and `connect()`.
 
-use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, OnceLock, TryLockError};
-
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use super::convert::{blocking, timeout_arg};
-use super::errors::ConnectionClosed;
-use super::packet::{feed_into, Packet, PacketFormat};
-use super::recipe::create_client;
+use super::convert::timeout_arg;
+use super::gil::{detached, released};
+use super::packet::{Packet, PacketFormat};
+use super::setup::create_client;
 use super::socket::Socket;
 use super::tls::TlsConfig;
-use crate::decoder::Decoder;
-use crate::error::Error;
+use crate::framed::Framed;
 use crate::socket::Wait;
-use crate::stream::Outbox;
-
-/// How much one read asks the kernel for.
-const READ_SIZE: usize = 1 << 16;
-
-/// Receiving state: decoded packets not yet returned, and what ended the stream.
-struct RecvState {
-    decoder: Decoder,
-    ready: VecDeque<Py<Packet>>,
-    /// An error met after the packets in `ready`; raised once they are delivered.
-    error: Option<PyErr>,
-    eof: bool,
-    scratch: Vec<u8>,
-}
 
 #[doc = pydoc!("Connection")]
 #[pyclass(module = "sockwire", name = "Connection", frozen)]
 pub struct Connection {
     sock: Py<Socket>,
     format: Py<PacketFormat>,
-    recv: Mutex<RecvState>,
-    /// Frames being written; locked only by the holder of the stream's write turn.
-    outbox: Mutex<Outbox>,
-    /// Why sockwire closed the connection (a bad frame from the peer), for the calls after.
-    closed_because: OnceLock<String>,
+    /// The packets' way in and out over the socket's stream.
+    framed: Framed,
 }
 
 impl Connection {
     pub(crate) fn wrap(sock: Py<Socket>, format: Py<PacketFormat>) -> Self {
-        let decoder = Decoder::new(format.get().format.clone());
+        let framed = Framed::new(format.get().format.clone());
         Connection {
             sock,
             format,
-            recv: Mutex::new(RecvState {
-                decoder,
-                ready: VecDeque::new(),
-                error: None,
-                eof: false,
-                scratch: vec![0; READ_SIZE],
-            }),
-            outbox: Mutex::default(),
-            closed_because: OnceLock::new(),
+            framed,
         }
     }
 
-    fn outbox(&self) -> MutexGuard<'_, Outbox> {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The error for a call on a connection sockwire closed because of a bad frame, if it did.
-    fn closed_error(&self) -> Option<PyErr> {
-        self.closed_because.get().map(|why| {
-            ConnectionClosed::new_err(format!(
-                "the connection was closed after the peer sent a bad frame ({why})"
-            ))
+    fn send_frames(&self, py: Python<'_>, frames: Vec<u8>) -> PyResult<()> {
+        let stream = &self.sock.get().stream;
+        let wait = stream.sock.start();
+        detached(py, |on_signal| {
+            self.framed.send(stream, frames, wait, on_signal)
         })
     }
 
-    fn recv_state(&self) -> PyResult<MutexGuard<'_, RecvState>> {
-        // Never wait for this lock while holding the GIL: two threads receiving on one
-        // connection is a bug in the caller (which packet goes where would be random).
-        match self.recv.try_lock() {
-            Ok(g) => Ok(g),
-            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
-            Err(TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
-                "another thread is already receiving on this Connection",
-            )),
-        }
-    }
-
-    /// Sends `frames` whole, one sender at a time, with the socket's timeout for the call.
-    ///
-    /// The frames go through the outbox, not the caller's stack: if a signal handler sends on
-    /// this connection while this send waits to resume, the handler (which gets the turn this
-    /// thread holds) finishes writing these frames before its own; and if this send fails part
-    /// way, the next send completes the cut frame first (see [`Outbox`]).
-    fn send_frames(&self, py: Python<'_>, frames: Vec<u8>) -> PyResult<()> {
-        if let Some(err) = self.closed_error() {
-            return Err(err);
-        }
+    fn recv_packet<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, Packet>> {
         let stream = &self.sock.get().stream;
-        let wait = stream.sock.start();
-        let _turn = blocking(py, || stream.write_turn().take(wait))?;
-        let mark = self.outbox().push(frames);
-        let result = blocking(py, || self.outbox().flush(stream, wait));
-        if result.is_err() {
-            self.outbox().abandon(mark);
-        }
-        result
-    }
-
-    fn recv_packet(&self, py: Python<'_>, wait: Wait) -> PyResult<Py<Packet>> {
-        let mut st = self.recv_state()?;
-        let st = &mut *st;
-        let stream = &self.sock.get().stream;
-        loop {
-            if let Some(p) = st.ready.pop_front() {
-                return Ok(p);
-            }
-            if let Some(err) = st.error.take() {
-                // After a bad frame the stream cannot be trusted: the connection closes.
-                let _ = self.closed_because.set(err.to_string());
-                let _ = py.detach(|| stream.close());
-                st.eof = true;
-                return Err(err);
-            }
-            if let Some(err) = self.closed_error() {
-                return Err(err);
-            }
-            if st.eof {
-                return Err(Error::ConnectionClosed.into());
-            }
-            let scratch = &mut st.scratch;
-            let n = blocking(py, || stream.read(scratch, 0, wait))?;
-            if n == 0 {
-                st.eof = true;
-                st.decoder.finish()?;
-                return Err(Error::ConnectionClosed.into());
-            }
-            // Packets before a bad frame are delivered, then its error; what follows it is not
-            // trusted (the connection closes).
-            let (ready, error) = (&mut st.ready, &mut st.error);
-            feed_into(
-                py,
-                &mut st.decoder,
-                &st.scratch[..n],
-                &mut |item| match item {
-                    Ok((p, _)) if error.is_none() => ready.push_back(p.unbind()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        error.get_or_insert(e);
-                    }
-                },
-            );
-        }
+        let packet = detached(py, |on_signal| self.framed.recv(stream, wait, on_signal))?;
+        Packet::from_core(py, self.framed.format(), packet)
     }
 
     /// The wait for one call: the socket's own timeout, or `timeout` when given.
@@ -233,21 +125,25 @@ impl Connection {
 
     #[doc = pydoc!("Connection.recv")]
     #[pyo3(signature = (timeout=None))]
-    fn recv(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<Packet>> {
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Bound<'py, Packet>> {
         let wait = self.wait_for(timeout)?;
         self.recv_packet(py, wait)
     }
 
     #[doc = pydoc!("Connection.request")]
     #[pyo3(signature = (body, msg_id=0, timeout=None, **fields))]
-    fn request(
+    fn request<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         body: &Bound<'_, PyAny>,
         msg_id: i64,
         timeout: Option<&Bound<'_, PyAny>>,
         fields: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<Packet>> {
+    ) -> PyResult<Bound<'py, Packet>> {
         let wait = self.wait_for(timeout)?;
         self.send(py, body, msg_id, fields)?;
         self.recv_packet(py, wait)
@@ -261,24 +157,22 @@ impl Connection {
     #[doc = pydoc!("Connection.shutdown")]
     #[pyo3(signature = (how, /))]
     fn shutdown(&self, py: Python<'_>, how: i32) -> PyResult<()> {
-        if let Some(err) = self.closed_error() {
-            return Err(err);
-        }
+        self.framed.check_open()?;
         let stream = &self.sock.get().stream;
-        Ok(py.detach(|| stream.shutdown(how))?)
+        Ok(released(py, || stream.shutdown(how))?)
     }
 
     #[doc = pydoc!("Connection.close")]
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let stream = &self.sock.get().stream;
-        Ok(py.detach(|| stream.close())?)
+        Ok(released(py, || stream.close())?)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<Packet>>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, Packet>>> {
         match self.recv_packet(py, self.sock.get().sock().start()) {
             Ok(p) => Ok(Some(p)),
             Err(e) if e.is_instance_of::<super::errors::ConnectionClosed>(py) => Ok(None),

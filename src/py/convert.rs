@@ -1,5 +1,4 @@
-//! Argument conversion with the stdlib's rules and messages, and the one helper that runs a
-//! blocking core call without the GIL.
+//! Argument conversion with the stdlib's rules and messages.
 
 use std::net::SocketAddr;
 
@@ -8,25 +7,9 @@ use pyo3::exceptions::{PyBufferError, PyOverflowError, PyTypeError, PyValueError
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyString, PyTuple};
 
+use super::gil::blocking;
 use crate::addr::{self, HostPort};
-use crate::error::Result as CoreResult;
 use crate::socket::Timeout;
-
-/// Runs a blocking core call with the GIL released. When a signal interrupts it (`EINTR`),
-/// the Python signal handlers run (a `KeyboardInterrupt` propagates from here) and the call is
-/// made again: CPython's `sock_call` loop, with the core keeping the deadline.
-pub fn blocking<T, F>(py: Python<'_>, mut f: F) -> PyResult<T>
-where
-    F: FnMut() -> CoreResult<T> + Send,
-    T: Send,
-{
-    loop {
-        match py.detach(&mut f) {
-            Err(e) if e.is_interrupted() => py.check_signals()?,
-            r => return r.map_err(PyErr::from),
-        }
-    }
-}
 
 /// A size or count argument, taken as any int so that a negative or huge value gets a message
 /// naming the argument (`max_body must be >= 0, not -1`) rather than pyo3's conversion error.

@@ -1,6 +1,8 @@
 //! The exception hierarchy and the single conversion from core errors to Python exceptions.
 
-use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyOSError, PyRuntimeError, PyTimeoutError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -111,7 +113,10 @@ impl From<CoreError> for PyErr {
                 });
                 err
             }
-            e @ CoreError::ConnectionClosed => ConnectionClosed::new_err(e.to_string()),
+            e @ (CoreError::ConnectionClosed | CoreError::ClosedAfterBadFrame(_)) => {
+                ConnectionClosed::new_err(e.to_string())
+            }
+            CoreError::Busy(msg) => PyRuntimeError::new_err(msg),
             CoreError::Authentication(msg) => AuthenticationError::new_err(msg),
             CoreError::Tls(tls) => Python::attach(|py| ssl_error(py, tls)),
         }

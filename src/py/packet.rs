@@ -12,7 +12,7 @@ use super::convert::{size_arg, type_name, usize_arg, BytesArg};
 use super::errors::set_attrs;
 use crate::decoder::{Decoder as CoreDecoder, Event};
 use crate::error::Error;
-use crate::format::{Check, Format, Order, Role, Spec, Value};
+use crate::format::{Check, Format, Header, Order, Role, Spec, Value};
 
 /// The default limit on a body: 8 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
@@ -54,8 +54,26 @@ impl Packet {
         body_start: usize,
     ) -> PyResult<Bound<'py, Packet>> {
         let (header, body) = format.open(frame, body_start)?;
+        Packet::build(py, format, header, &body)
+    }
+
+    /// The Python object for a packet the core decoded.
+    pub(crate) fn from_core<'py>(
+        py: Python<'py>,
+        format: &Format,
+        packet: crate::framed::Packet,
+    ) -> PyResult<Bound<'py, Packet>> {
+        Packet::build(py, format, packet.header, &packet.body)
+    }
+
+    fn build<'py>(
+        py: Python<'py>,
+        format: &Format,
+        header: Header,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, Packet>> {
         Packet {
-            body: PyBytes::new(py, &body).unbind(),
+            body: PyBytes::new(py, body).unbind(),
             msg_id: header.msg_id,
             flags: header.flags,
             fields: UserFields::boxed(&format.user_names, header.values),

@@ -9,8 +9,8 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::convert::{address_value, type_name};
 use super::socket::Socket;
-use crate::recipe;
 use crate::registry::{ClientRecord, Registry};
+use crate::setup;
 
 #[doc = pydoc!("ClientInfo")]
 #[pyclass(module = "sockwire", name = "ClientInfo", frozen)]
@@ -150,7 +150,7 @@ impl ClientGroup {
     fn add(&self, sock: &Bound<'_, PyAny>) -> PyResult<ClientInfo> {
         let peer = peer_of(sock)?;
         let record = match sock.cast::<Socket>() {
-            Ok(s) => recipe::register(&self.registry, s.get().sock(), peer)?,
+            Ok(s) => setup::register(&self.registry, s.get().sock(), peer)?,
             Err(_) => self.registry.add(fd_of(sock)?, peer)?,
         };
         Ok(info(record))

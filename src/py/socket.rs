@@ -9,14 +9,15 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{IntoPyDict, PyBytes, PyTuple, PyType};
 
 use super::convert::{
-    address_arg, address_value, blocking, resolve, timeout_arg, timeout_value, type_name,
-    writable_buffer, BytesArg,
+    address_arg, address_value, resolve, timeout_arg, timeout_value, type_name, writable_buffer,
+    BytesArg,
 };
 use super::errors::os_error;
+use super::gil::{blocking, detached, released};
 use crate::error::Error;
+use crate::setup;
 use crate::socket::{Sock, Timeout, Wait};
 use crate::stream::Stream;
-use crate::tls::TlsSession;
 
 #[doc = pydoc!("Socket")]
 #[pyclass(module = "sockwire", name = "Socket", subclass, frozen, weakref)]
@@ -35,7 +36,7 @@ fn stdlib(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
 }
 
 /// The timeout new sockets start with: `socket.getdefaulttimeout()`, as in the stdlib.
-fn default_timeout(py: Python<'_>) -> PyResult<Timeout> {
+pub(crate) fn default_timeout(py: Python<'_>) -> PyResult<Timeout> {
     timeout_arg(&stdlib(py)?.call_method0("getdefaulttimeout")?)
 }
 
@@ -43,11 +44,16 @@ impl Socket {
     /// Wraps a core socket, giving it the stdlib's default timeout (`None` unless the program
     /// called `socket.setdefaulttimeout`).
     pub(crate) fn adopt(py: Python<'_>, sock: Sock) -> PyResult<Socket> {
+        Socket::adopt_stream(py, Stream::new(sock))
+    }
+
+    /// [`Socket::adopt`] for a stream (connected, and perhaps under TLS).
+    pub(crate) fn adopt_stream(py: Python<'_>, stream: Stream) -> PyResult<Socket> {
         let timeout = default_timeout(py)?;
         if timeout != Timeout::Blocking {
-            sock.set_timeout(timeout)?;
+            stream.sock.set_timeout(timeout)?;
         }
-        Ok(Socket::plain(sock))
+        Ok(Socket { stream })
     }
 
     pub(crate) fn plain(sock: Sock) -> Socket {
@@ -58,18 +64,6 @@ impl Socket {
 
     pub(crate) fn sock(&self) -> &Sock {
         &self.stream.sock
-    }
-
-    /// Runs the TLS handshake with `session` and switches the socket's I/O to it.
-    pub(crate) fn start_tls(
-        &self,
-        py: Python<'_>,
-        session: TlsSession,
-        wait: Wait,
-    ) -> PyResult<()> {
-        blocking(py, || self.stream.handshake(&session, wait))?;
-        self.stream.set_tls(session);
-        Ok(())
     }
 
     /// Writes all of `data`: through TLS when on, holding the write turn so that two
@@ -95,7 +89,10 @@ impl Socket {
     /// `connect()` call is made once; if it is interrupted or (with a timeout) in progress,
     /// the outcome is awaited with one deadline across signal retries.
     pub(crate) fn connect_to(&self, py: Python<'_>, addr: &std::net::SocketAddr) -> PyResult<()> {
-        connect_with(py, self.sock(), addr, self.sock().start()).map_err(PyErr::from)
+        let (sock, wait) = (self.sock(), self.sock().start());
+        Ok(detached(py, |on_signal| {
+            setup::connect(sock, addr, wait, on_signal)
+        })??)
     }
 
     fn address_for(
@@ -150,48 +147,6 @@ impl Socket {
                 Ok(value.into_pyobject(py)?.into_any())
             }
             Err(e) => Err(e),
-        }
-    }
-}
-
-/// Error raised by `connect`, or the errno returned by `connect_ex`.
-pub(crate) enum ConnectFailure {
-    Os(Error),
-    Python(PyErr),
-}
-
-impl From<ConnectFailure> for PyErr {
-    fn from(f: ConnectFailure) -> PyErr {
-        match f {
-            ConnectFailure::Os(e) => e.into(),
-            ConnectFailure::Python(e) => e,
-        }
-    }
-}
-
-pub(crate) fn connect_with(
-    py: Python<'_>,
-    sock: &Sock,
-    addr: &std::net::SocketAddr,
-    wait: Wait,
-) -> Result<(), ConnectFailure> {
-    match py.detach(|| sock.start_connect(addr)) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.is_interrupted() => {
-            py.check_signals().map_err(ConnectFailure::Python)?;
-            // The connection goes on in the background; a non-blocking socket reports the
-            // interruption (InterruptedError) and leaves the waiting to its caller, as CPython.
-            if wait == Wait::NonBlocking {
-                return Err(ConnectFailure::Os(e));
-            }
-        }
-        Err(e) if matches!(wait, Wait::Until(_)) && e.errno() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(ConnectFailure::Os(e)),
-    }
-    loop {
-        match py.detach(|| sock.finish_connect(wait)) {
-            Err(e) if e.is_interrupted() => py.check_signals().map_err(ConnectFailure::Python)?,
-            r => return r.map_err(ConnectFailure::Os),
         }
     }
 }
@@ -371,15 +326,15 @@ impl Socket {
     #[pyo3(signature = (address, /))]
     fn connect_ex(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<i32> {
         let addr = self.address_for(py, address, "connect_ex")?;
-        match connect_with(py, self.sock(), &addr, self.sock().start()) {
+        let (sock, wait) = (self.sock(), self.sock().start());
+        match detached(py, |on_signal| setup::connect(sock, &addr, wait, on_signal))? {
             Ok(()) => Ok(0),
             // A timeout is EWOULDBLOCK in connect_ex, as in CPython.
-            Err(ConnectFailure::Os(Error::Timeout)) => Ok(libc::EWOULDBLOCK),
-            Err(ConnectFailure::Os(e)) => match e.errno() {
+            Err(Error::Timeout) => Ok(libc::EWOULDBLOCK),
+            Err(e) => match e.errno() {
                 Some(errno) => Ok(errno),
                 None => Err(e.into()),
             },
-            Err(ConnectFailure::Python(e)) => Err(e),
         }
     }
 
@@ -480,12 +435,12 @@ impl Socket {
         let how: i64 = how.extract()?;
         let how = i32::try_from(how)
             .map_err(|_| PyOverflowError::new_err("Python int too large to convert to C int"))?;
-        Ok(py.detach(|| self.stream.shutdown(how))?)
+        Ok(released(py, || self.stream.shutdown(how))?)
     }
 
     #[doc = pydoc!("Socket.close")]
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        Ok(py.detach(|| self.stream.close())?)
+        Ok(released(py, || self.stream.close())?)
     }
 
     #[doc = pydoc!("Socket.tls_version")]

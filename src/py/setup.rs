@@ -1,21 +1,19 @@
-//! The seed recipe's functions and `Listener`, over [`crate::recipe`].
+//! The seed recipe's functions and `Listener`, over [`crate::setup`].
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use super::convert::{address_arg, blocking, resolve, timeout_arg};
-use super::registry::ClientGroup;
-use super::socket::{connect_with, ConnectFailure, Socket};
-use super::tls::TlsConfig;
-use crate::addr;
-use crate::error::Error;
-use crate::recipe;
-use crate::registry::Registry;
-use crate::socket::{Sock, Timeout};
-use crate::tls::TlsSession;
 use std::sync::Arc;
-use std::time::Duration;
+
+use super::convert::{address_arg, resolve, timeout_arg};
+use super::gil::detached;
+use super::registry::ClientGroup;
+use super::socket::{default_timeout, Socket};
+use super::tls::TlsConfig;
+use crate::registry::Registry;
+use crate::setup;
+use crate::socket::Timeout;
 
 #[doc = pydoc!("Listener")]
 #[pyclass(module = "sockwire", name = "Listener", extends = Socket, frozen)]
@@ -25,10 +23,6 @@ pub struct Listener {
     /// Accepted clients do a TLS handshake with this before they are handed out.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
-
-/// How long a server waits for a client's TLS handshake when the listener has no timeout of
-/// its own: a client that connects and says nothing must not stall the accept loop forever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The family an address tuple is for: IPv6 for a 4-tuple or a host with a colon.
 fn family_of(addr: &Bound<'_, PyAny>) -> i32 {
@@ -69,7 +63,7 @@ impl Listener {
         let family = family_of(addr);
         let hp = address_arg(family, addr, "server_listener")?;
         let sockaddr = resolve(py, family, &hp)?;
-        let sock = recipe::listen(&sockaddr, max, reuse_port)?;
+        let sock = setup::listen(&sockaddr, max, reuse_port)?;
         let clients = Py::new(
             py,
             ClientGroup {
@@ -115,7 +109,7 @@ pub fn tcp_client_options(
     sndbuf: Option<i32>,
     rcvbuf: Option<i32>,
 ) -> PyResult<Socket> {
-    let sock = recipe::client_options(
+    let sock = setup::client_options(
         family,
         nodelay,
         buffer_size(sndbuf, "sndbuf")?,
@@ -135,7 +129,7 @@ pub fn tcp_server_options(
     rcvbuf: Option<i32>,
     blocking: bool,
 ) -> PyResult<Socket> {
-    let sock = recipe::server_options(
+    let sock = setup::server_options(
         family,
         reuse_addr,
         buffer_size(sndbuf, "sndbuf")?,
@@ -183,36 +177,14 @@ pub fn create_client<'py>(
         addr,
         "create_client",
     )?;
-    let host = hp.host.clone();
-    let candidates = blocking(py, || {
-        addr::getaddrinfo(Some(&host), hp.port, libc::AF_UNSPEC, 0)
+    let timeout = match timeout {
+        Some(t) => timeout_arg(t)?,
+        None => default_timeout(py)?,
+    };
+    let stream = detached(py, |on_signal| {
+        setup::create_client(&hp.host, hp.port, timeout, tls, on_signal)
     })?;
-    let mut last = Error::os(libc::ECONNREFUSED);
-    for candidate in candidates {
-        let family = if candidate.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        let socket = Socket::adopt(py, recipe::client_options(family, true, None, None)?)?;
-        if let Some(t) = timeout {
-            socket.sock().set_timeout(timeout_arg(t)?)?;
-        }
-        match connect_with(py, socket.sock(), &candidate, socket.sock().start()) {
-            Ok(()) => {
-                if let Some(settings) = tls {
-                    // The handshake shares the socket's timeout: a silent or plaintext server
-                    // ends in TimeoutError or an ssl error, never a hang.
-                    let session = TlsSession::client(settings, &host)?;
-                    socket.start_tls(py, session, socket.sock().start())?;
-                }
-                return Bound::new(py, socket);
-            }
-            Err(ConnectFailure::Os(e)) => last = e,
-            Err(ConnectFailure::Python(e)) => return Err(e),
-        }
-    }
-    Err(last.into())
+    Bound::new(py, Socket { stream })
 }
 
 #[doc = pydoc!("accept_client_connect")]
@@ -222,30 +194,10 @@ pub fn accept_client_connect<'py>(
     listener: &Bound<'py, Listener>,
 ) -> PyResult<Bound<'py, Socket>> {
     let base = listener.as_super().get();
-    let wait = base.sock().start();
-    let (fd, peer) = blocking(py, || base.sock().accept(wait))?;
-    // SAFETY: freshly accepted fd; dropping `sock` closes it.
-    let sock = unsafe {
-        Sock::from_raw(
-            fd,
-            base.sock().family(),
-            base.sock().ty(),
-            base.sock().proto(),
-        )
-    };
     let registry = &listener.get().clients.get().registry;
-    // On ServerFull `sock` is dropped here, which closes the connection: the peer sees EOF.
-    recipe::register(registry, &sock, peer)?;
-    sock.setsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
-    let socket = Socket::adopt(py, sock)?;
-    if let Some(config) = &listener.get().tls {
-        let wait = match base.sock().timeout() {
-            Timeout::After(d) => Timeout::After(d),
-            _ => Timeout::After(HANDSHAKE_TIMEOUT),
-        }
-        .start();
-        // A failed handshake drops (closes) the connection, which leaves the group.
-        socket.start_tls(py, TlsSession::server(config)?, wait)?;
-    }
-    Bound::new(py, socket)
+    let tls = listener.get().tls.as_ref();
+    let stream = detached(py, |on_signal| {
+        setup::accept_client(base.sock(), registry, tls, on_signal)
+    })?;
+    Bound::new(py, Socket::adopt_stream(py, stream)?)
 }
