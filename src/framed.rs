@@ -181,7 +181,7 @@ impl Outbox {
     }
 
     /// Writes everything queued (call again after `EINTR`); the caller holds the stream's
-    /// write turn.
+    /// write lock.
     pub fn flush(&mut self, stream: &Stream, wait: Wait) -> Result<()> {
         if self.buf.is_empty() {
             return stream.flush(wait);
@@ -215,7 +215,7 @@ impl Outbox {
 pub struct Framed {
     format: Arc<Format>,
     reader: Mutex<FrameReader>,
-    /// Frames being written; locked only by the holder of the stream's write turn.
+    /// Frames being written; locked only by the holder of the stream's write lock.
     outbox: Mutex<Outbox>,
     closed_because: OnceLock<String>,
 }
@@ -277,7 +277,7 @@ impl Framed {
 
     /// Sends `frames` whole, one sender at a time. The frames go through the outbox, not the
     /// caller's stack: if a signal handler sends on this connection while this send waits to
-    /// resume, the handler (which gets the turn this thread holds) finishes writing these
+    /// resume, the handler (which gets the lock this thread holds) finishes writing these
     /// frames before its own; and if this send fails part way, the next send completes the
     /// cut frame first (see [`Outbox`]).
     pub fn send<E: From<Error>>(
@@ -288,7 +288,7 @@ impl Framed {
         on_signal: &mut impl FnMut() -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         self.check_open()?;
-        let _turn = retry(|| stream.write_turn().take(wait), on_signal)?;
+        let _lock = retry(|| stream.write_lock().take(wait), on_signal)?;
         let mark = lock(&self.outbox).push(frames);
         let result = retry(|| lock(&self.outbox).flush(stream, wait), on_signal);
         if result.is_err() {

@@ -13,10 +13,10 @@ pub mod framed;
 pub mod registry;
 pub mod repr;
 pub mod setup;
+pub mod side_lock;
 pub mod socket;
 pub mod stream;
 pub mod tls;
-pub mod turn;
 
 #[macro_use]
 mod py;

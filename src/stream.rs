@@ -2,14 +2,14 @@
 //! between the two for reads, writes, shutdown and close.
 //!
 //! Calls are the socket's: they wait as their [`Wait`] says and return `EINTR` when a signal
-//! (or a [`Turn`] wait slice) interrupts them, with enough state kept to be called again.
+//! (or a [`SideLock`] wait slice) interrupts them, with enough state kept to be called again.
 
 use std::sync::OnceLock;
 
 use crate::error::Result;
+use crate::side_lock::SideLock;
 use crate::socket::{Sock, Wait};
 use crate::tls::TlsSession;
-use crate::turn::Turn;
 
 /// A socket and, once its handshake is done, its TLS session.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct Stream {
     tls: OnceLock<TlsSession>,
     /// Held by a writer across a whole write that must not interleave with another thread's:
     /// every TLS write (records are numbered in order) and every framed write.
-    write_turn: Turn,
+    write_lock: SideLock,
 }
 
 impl Stream {
@@ -26,7 +26,7 @@ impl Stream {
         Stream {
             sock,
             tls: OnceLock::new(),
-            write_turn: Turn::default(),
+            write_lock: SideLock::default(),
         }
     }
 
@@ -46,10 +46,10 @@ impl Stream {
         let _ = self.tls.set(session);
     }
 
-    /// The turn to hold across a write that must not interleave with other threads' (see
+    /// The lock to hold across a write that must not interleave with other threads' (see
     /// [`Stream::write_all`]).
-    pub fn write_turn(&self) -> &Turn {
-        &self.write_turn
+    pub fn write_lock(&self) -> &SideLock {
+        &self.write_lock
     }
 
     /// Reads what is available (plaintext, over TLS); `Ok(0)` is the end of the stream. As with
@@ -62,7 +62,7 @@ impl Stream {
     }
 
     /// Writes all of `data`, resuming after `*progress` bytes (call again after `EINTR` with
-    /// the same `progress`). Over TLS the caller holds [`Stream::write_turn`].
+    /// the same `progress`). Over TLS the caller holds [`Stream::write_lock`].
     pub fn write_all(
         &self,
         data: &[u8],

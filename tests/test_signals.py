@@ -148,7 +148,7 @@ def test_exception_from_handler_interrupts_a_blocked_tls_sendall(tls_pair, raisi
     interrupted_within(5, client.sendall, BIG)
 
 
-def test_exception_from_handler_interrupts_a_wait_for_the_write_turn(pair, raising_usr1):
+def test_exception_from_handler_interrupts_a_wait_for_the_write_lock(pair, raising_usr1):
     client, _conn = pair
     client.settimeout(None)
     conn = sw.Connection(client, BIG_FRAMES)

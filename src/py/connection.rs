@@ -4,8 +4,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::convert::timeout_arg;
+use super::format::PacketFormat;
 use super::gil::{detached, released};
-use super::packet::{Packet, PacketFormat};
+use super::packet::Packet;
 use super::setup::create_client;
 use super::socket::Socket;
 use super::tls::TlsConfig;
@@ -18,31 +19,31 @@ pub struct Connection {
     sock: Py<Socket>,
     format: Py<PacketFormat>,
     /// The packets' way in and out over the socket's stream.
-    framed: Framed,
+    inner: Framed,
 }
 
 impl Connection {
     pub(crate) fn wrap(sock: Py<Socket>, format: Py<PacketFormat>) -> Self {
-        let framed = Framed::new(format.get().format.clone());
+        let framed = Framed::new(format.get().inner.clone());
         Connection {
             sock,
             format,
-            framed,
+            inner: framed,
         }
     }
 
     fn send_frames(&self, py: Python<'_>, frames: Vec<u8>) -> PyResult<()> {
-        let stream = &self.sock.get().stream;
+        let stream = &self.sock.get().inner;
         let wait = stream.sock.start();
         detached(py, |on_signal| {
-            self.framed.send(stream, frames, wait, on_signal)
+            self.inner.send(stream, frames, wait, on_signal)
         })
     }
 
     fn recv_packet<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, Packet>> {
-        let stream = &self.sock.get().stream;
-        let packet = detached(py, |on_signal| self.framed.recv(stream, wait, on_signal))?;
-        Packet::from_core(py, self.framed.format(), packet)
+        let stream = &self.sock.get().inner;
+        let packet = detached(py, |on_signal| self.inner.recv(stream, wait, on_signal))?;
+        Packet::from_core(py, self.inner.format(), packet)
     }
 
     /// The wait for one call: the socket's own timeout, or `timeout` when given.
@@ -157,14 +158,14 @@ impl Connection {
     #[doc = pydoc!("Connection.shutdown")]
     #[pyo3(signature = (how, /))]
     fn shutdown(&self, py: Python<'_>, how: i32) -> PyResult<()> {
-        self.framed.check_open()?;
-        let stream = &self.sock.get().stream;
+        self.inner.check_open()?;
+        let stream = &self.sock.get().inner;
         Ok(released(py, || stream.shutdown(how))?)
     }
 
     #[doc = pydoc!("Connection.close")]
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let stream = &self.sock.get().stream;
+        let stream = &self.sock.get().inner;
         Ok(released(py, || stream.close())?)
     }
 

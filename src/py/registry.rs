@@ -15,7 +15,7 @@ use crate::setup;
 #[doc = pydoc!("ClientInfo")]
 #[pyclass(module = "sockwire", name = "ClientInfo", frozen)]
 pub struct ClientInfo {
-    pub(crate) record: ClientRecord,
+    pub(crate) inner: ClientRecord,
 }
 
 const KEYS: [&str; 4] = ["client_fd", "fd_port", "addr", "connected_at"];
@@ -25,25 +25,25 @@ impl ClientInfo {
     #[doc = pydoc!("ClientInfo.client_fd")]
     #[getter]
     fn client_fd(&self) -> i32 {
-        self.record.fd
+        self.inner.fd
     }
 
     #[doc = pydoc!("ClientInfo.fd_port")]
     #[getter]
     fn fd_port(&self) -> u16 {
-        self.record.addr.port()
+        self.inner.addr.port()
     }
 
     #[doc = pydoc!("ClientInfo.addr")]
     #[getter]
     fn addr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        address_value(py, &self.record.addr)
+        address_value(py, &self.inner.addr)
     }
 
     #[doc = pydoc!("ClientInfo.connected_at")]
     #[getter]
     fn connected_at(&self) -> f64 {
-        self.record.connected_at
+        self.inner.connected_at
     }
 
     fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -73,21 +73,21 @@ impl ClientInfo {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<ClientInfo>()
-            .is_ok_and(|o| o.get().record == self.record)
+            .is_ok_and(|o| o.get().inner == self.inner)
     }
 
     fn __hash__(&self) -> u64 {
         // fd and registration token identify a registration; equal records share both.
-        (self.record.fd as u64) << 32 ^ self.record.token
+        (self.inner.fd as u64) << 32 ^ self.inner.token
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
             "ClientInfo(client_fd={}, fd_port={}, addr={}, connected_at={:.6})",
-            self.record.fd,
+            self.inner.fd,
             self.fd_port(),
             self.addr(py)?.repr()?,
-            self.record.connected_at
+            self.inner.connected_at
         ))
     }
 }
@@ -95,11 +95,11 @@ impl ClientInfo {
 #[doc = pydoc!("ClientGroup")]
 #[pyclass(module = "sockwire", name = "ClientGroup", frozen)]
 pub struct ClientGroup {
-    pub(crate) registry: Arc<Registry>,
+    pub(crate) inner: Arc<Registry>,
 }
 
-fn info(record: ClientRecord) -> ClientInfo {
-    ClientInfo { record }
+fn info(inner: ClientRecord) -> ClientInfo {
+    ClientInfo { inner }
 }
 
 /// The fd an `in` test or lookup names: an int, or anything with `fileno()`.
@@ -136,29 +136,29 @@ impl ClientGroup {
     #[pyo3(signature = (max=None))]
     fn new(max: Option<usize>) -> Self {
         ClientGroup {
-            registry: Registry::new(max),
+            inner: Registry::new(max),
         }
     }
 
     #[doc = pydoc!("ClientGroup.max")]
     #[getter]
     fn max(&self) -> Option<usize> {
-        self.registry.max()
+        self.inner.max()
     }
 
     #[doc = pydoc!("ClientGroup.add")]
     fn add(&self, sock: &Bound<'_, PyAny>) -> PyResult<ClientInfo> {
         let peer = peer_of(sock)?;
         let record = match sock.cast::<Socket>() {
-            Ok(s) => setup::register(&self.registry, s.get().sock(), peer)?,
-            Err(_) => self.registry.add(fd_of(sock)?, peer)?,
+            Ok(s) => setup::register(&self.inner, s.get().sock(), peer)?,
+            Err(_) => self.inner.add(fd_of(sock)?, peer)?,
         };
         Ok(info(record))
     }
 
     #[doc = pydoc!("ClientGroup.remove")]
     fn remove(&self, fd: i32) -> PyResult<ClientInfo> {
-        self.registry
+        self.inner
             .remove(fd)
             .map(info)
             .ok_or_else(|| PyKeyError::new_err(fd))
@@ -166,43 +166,43 @@ impl ClientGroup {
 
     #[doc = pydoc!("ClientGroup.discard")]
     fn discard(&self, fd: i32) {
-        self.registry.remove(fd);
+        self.inner.remove(fd);
     }
 
     #[doc = pydoc!("ClientGroup.get")]
     fn get(&self, fd: i32) -> Option<ClientInfo> {
-        self.registry.get(fd).map(info)
+        self.inner.get(fd).map(info)
     }
 
     #[doc = pydoc!("ClientGroup.by_port")]
     fn by_port(&self, port: u16) -> Option<ClientInfo> {
-        self.registry.by_port(port).map(info)
+        self.inner.by_port(port).map(info)
     }
 
     #[doc = pydoc!("ClientGroup.len")]
     fn len(&self) -> usize {
-        self.registry.len()
+        self.inner.len()
     }
 
     fn __len__(&self) -> usize {
-        self.registry.len()
+        self.inner.len()
     }
 
     fn __contains__(&self, fd: &Bound<'_, PyAny>) -> bool {
-        fd_of(fd).is_ok_and(|fd| self.registry.contains(fd))
+        fd_of(fd).is_ok_and(|fd| self.inner.contains(fd))
     }
 
     // Iterates over a snapshot, in registration order: adding or removing clients meanwhile
     // is safe. (A slot: its Python doc is the class's.)
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let items = self.registry.snapshot().into_iter().map(info);
+        let items = self.inner.snapshot().into_iter().map(info);
         Ok(PyList::new(py, items)?.try_iter()?.into_any())
     }
 
     fn __repr__(&self) -> String {
-        match self.registry.max() {
-            Some(max) => format!("<ClientGroup {} of max {max} clients>", self.registry.len()),
-            None => format!("<ClientGroup {} clients>", self.registry.len()),
+        match self.inner.max() {
+            Some(max) => format!("<ClientGroup {} of max {max} clients>", self.inner.len()),
+            None => format!("<ClientGroup {} clients>", self.inner.len()),
         }
     }
 }

@@ -67,7 +67,7 @@ impl Listener {
         let clients = Py::new(
             py,
             ClientGroup {
-                registry: Registry::new(Some(max)),
+                inner: Registry::new(Some(max)),
             },
         )?;
         Ok(
@@ -184,7 +184,7 @@ pub fn create_client<'py>(
     let stream = detached(py, |on_signal| {
         setup::create_client(&hp.host, hp.port, timeout, tls, on_signal)
     })?;
-    Bound::new(py, Socket { stream })
+    Bound::new(py, Socket { inner: stream })
 }
 
 #[doc = pydoc!("accept_client_connect")]
@@ -194,7 +194,7 @@ pub fn accept_client_connect<'py>(
     listener: &Bound<'py, Listener>,
 ) -> PyResult<Bound<'py, Socket>> {
     let base = listener.as_super().get();
-    let registry = &listener.get().clients.get().registry;
+    let registry = &listener.get().clients.get().inner;
     let tls = listener.get().tls.as_ref();
     let stream = detached(py, |on_signal| {
         setup::accept_client(base.sock(), registry, tls, on_signal)

@@ -23,7 +23,7 @@ use crate::stream::Stream;
 #[pyclass(module = "sockwire", name = "Socket", subclass, frozen, weakref)]
 pub struct Socket {
     /// The socket, and its TLS session once a handshake is done.
-    pub(crate) stream: Stream,
+    pub(crate) inner: Stream,
 }
 
 static SOCKET_MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -53,20 +53,20 @@ impl Socket {
         if timeout != Timeout::Blocking {
             stream.sock.set_timeout(timeout)?;
         }
-        Ok(Socket { stream })
+        Ok(Socket { inner: stream })
     }
 
     pub(crate) fn plain(sock: Sock) -> Socket {
         Socket {
-            stream: Stream::new(sock),
+            inner: Stream::new(sock),
         }
     }
 
     pub(crate) fn sock(&self) -> &Sock {
-        &self.stream.sock
+        &self.inner.sock
     }
 
-    /// Writes all of `data`: through TLS when on, holding the write turn so that two
+    /// Writes all of `data`: through TLS when on, holding the write lock so that two
     /// threads' records do not interleave; a plain socket behaves as the stdlib's `sendall`.
     pub(crate) fn write_all(
         &self,
@@ -75,13 +75,13 @@ impl Socket {
         flags: i32,
         wait: Wait,
     ) -> PyResult<()> {
-        let _turn = match self.stream.tls() {
-            Some(_) => Some(blocking(py, || self.stream.write_turn().take(wait))?),
+        let _lock = match self.inner.tls() {
+            Some(_) => Some(blocking(py, || self.inner.write_lock().take(wait))?),
             None => None,
         };
         let mut progress = 0;
         blocking(py, || {
-            self.stream.write_all(data, flags, wait, &mut progress)
+            self.inner.write_all(data, flags, wait, &mut progress)
         })
     }
 
@@ -344,7 +344,7 @@ impl Socket {
         let data = BytesArg::extract(data)?;
         let buf = data.as_slice();
         let wait = self.sock().start();
-        if self.stream.tls().is_some() {
+        if self.inner.tls().is_some() {
             // As ssl.SSLSocket.send: the whole buffer goes out as records.
             self.write_all(py, buf, flags, wait)?;
             return Ok(buf.len());
@@ -374,12 +374,12 @@ impl Socket {
             return Ok(PyBytes::new(py, b""));
         }
         let wait = self.sock().start();
-        if self.stream.tls().is_some() {
+        if self.inner.tls().is_some() {
             // Plaintext from rustls, into zeroed memory (rustls writes through a `&mut [u8]`).
             // A TLS read returns at most what one read of records decrypts, so the buffer need
             // not be larger than that: recv(2**40) must not try to allocate a terabyte.
             let mut buf = vec![0u8; len.min(TLS_RECV_MAX)];
-            let n = blocking(py, || self.stream.read(&mut buf, flags, wait))?;
+            let n = blocking(py, || self.inner.read(&mut buf, flags, wait))?;
             return Ok(PyBytes::new(py, &buf[..n]));
         }
         let bytes = uninit_bytes(py, len)?;
@@ -426,7 +426,7 @@ impl Socket {
         // SAFETY: a writable C-contiguous buffer of at least `len` bytes, pinned by `target`.
         let buf = unsafe { std::slice::from_raw_parts_mut(target.buf_ptr() as *mut u8, len) };
         let wait = self.sock().start();
-        blocking(py, || self.stream.read(buf, flags, wait))
+        blocking(py, || self.inner.read(buf, flags, wait))
     }
 
     #[doc = pydoc!("Socket.shutdown")]
@@ -435,17 +435,17 @@ impl Socket {
         let how: i64 = how.extract()?;
         let how = i32::try_from(how)
             .map_err(|_| PyOverflowError::new_err("Python int too large to convert to C int"))?;
-        Ok(released(py, || self.stream.shutdown(how))?)
+        Ok(released(py, || self.inner.shutdown(how))?)
     }
 
     #[doc = pydoc!("Socket.close")]
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        Ok(released(py, || self.stream.close())?)
+        Ok(released(py, || self.inner.close())?)
     }
 
     #[doc = pydoc!("Socket.tls_version")]
     fn tls_version(&self) -> Option<&'static str> {
-        self.stream.tls().and_then(|t| t.version())
+        self.inner.tls().and_then(|t| t.version())
     }
 
     #[doc = pydoc!("Socket.detach")]
@@ -524,7 +524,7 @@ impl Socket {
         if fd < 0 {
             return Err(os_error(libc::EBADF));
         }
-        if self.stream.tls().is_some() {
+        if self.inner.tls().is_some() {
             // A plain socket on this fd would read and write raw TLS records.
             return Err(PyValueError::new_err(
                 "to_stdlib() of a TLS socket would bypass TLS: the session lives in sockwire",

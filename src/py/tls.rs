@@ -18,7 +18,7 @@ pub enum Settings {
 #[doc = pydoc!("TlsConfig")]
 #[pyclass(module = "sockwire", name = "TlsConfig", frozen)]
 pub struct TlsConfig {
-    pub(crate) settings: Settings,
+    pub(crate) inner: Settings,
     /// What the repr shows: the side and the files, never key material.
     describe: String,
 }
@@ -52,7 +52,7 @@ fn describe(pem: Option<&Pem>) -> String {
 
 impl TlsConfig {
     pub(crate) fn client_settings(&self) -> PyResult<&ClientSettings> {
-        match &self.settings {
+        match &self.inner {
             Settings::Client(c) => Ok(c),
             Settings::Server(_) => Err(PyTypeError::new_err(
                 "a client connection needs TlsConfig.client(...), not TlsConfig.server(...)",
@@ -61,7 +61,7 @@ impl TlsConfig {
     }
 
     pub(crate) fn server_settings(&self) -> PyResult<Arc<rustls::ServerConfig>> {
-        match &self.settings {
+        match &self.inner {
             Settings::Server(s) => Ok(s.clone()),
             Settings::Client(_) => Err(PyTypeError::new_err(
                 "a listener needs TlsConfig.server(...), not TlsConfig.client(...)",
@@ -102,7 +102,7 @@ impl TlsConfig {
             describe(cert.as_ref()),
         );
         Ok(TlsConfig {
-            settings: Settings::Client(settings),
+            inner: Settings::Client(settings),
             describe,
         })
     }
@@ -123,7 +123,7 @@ impl TlsConfig {
         let client_ca = pem_arg(client_ca, "client_ca")?;
         let config = server_config(&cert, &key, client_ca.as_ref())?;
         Ok(TlsConfig {
-            settings: Settings::Server(config),
+            inner: Settings::Server(config),
             describe: format!(
                 "TlsConfig.server(cert={}, client_ca={})",
                 describe(Some(&cert)),
@@ -135,7 +135,7 @@ impl TlsConfig {
     #[doc = pydoc!("TlsConfig.side")]
     #[getter]
     fn side(&self) -> &'static str {
-        match self.settings {
+        match self.inner {
             Settings::Client(_) => "client",
             Settings::Server(_) => "server",
         }

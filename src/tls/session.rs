@@ -6,10 +6,10 @@
 //! - `outgoing` holds the records rustls produced and the socket has not taken yet, so a write
 //!   that a signal or a timeout interrupts leaves them for whoever writes next and the peer never
 //!   sees a cut record; one thread sends from it at a time, in order;
-//! - `read_turn` lets one thread at a time read ciphertext from the socket; waiting for it can be
+//! - `read_lock` lets one thread at a time read ciphertext from the socket; waiting for it can be
 //!   interrupted (Ctrl-C).
 //!
-//! Keeping two writers' data apart is the caller's [`crate::stream::Stream`] write turn.
+//! Keeping two writers' data apart is the caller's [`crate::stream::Stream`] write lock.
 //! Nothing here waits for a blocked writer: a reader that owes the peer an alert, or a
 //! `close_notify` from `close()`, skips sending when another thread is sending (that thread
 //! sends what rustls queued, or the socket is closing anyway).
@@ -25,8 +25,8 @@ use rustls::{ClientConnection, Connection, ServerConfig, ServerConnection};
 use super::config::{server_name, ClientSettings};
 use super::errors::{eof_in_handshake, from_rustls};
 use crate::error::Result;
+use crate::side_lock::SideLock;
 use crate::socket::{Sock, Wait};
-use crate::turn::Turn;
 
 /// Plaintext handed to rustls at a time: records are produced and sent in pieces this size,
 /// so a large `sendall` never holds more than one piece of ciphertext in memory.
@@ -39,7 +39,7 @@ struct Outgoing {
     sent: usize,
 }
 
-/// The reading side's buffers, owned by whoever holds the read turn.
+/// The reading side's buffers, owned by whoever holds the read lock.
 struct ReadSide {
     /// Where ciphertext is read from the socket.
     buf: Vec<u8>,
@@ -55,7 +55,7 @@ pub struct TlsSession {
     state: Mutex<Connection>,
     outgoing: Mutex<Outgoing>,
     /// Taken by the thread reading ciphertext from the socket, which then locks `read_side`.
-    read_turn: Turn,
+    read_lock: SideLock,
     read_side: Mutex<ReadSide>,
 }
 
@@ -85,7 +85,7 @@ impl TlsSession {
         TlsSession {
             state: Mutex::new(conn),
             outgoing: Mutex::default(),
-            read_turn: Turn::default(),
+            read_lock: SideLock::default(),
             read_side: Mutex::new(ReadSide {
                 buf: vec![0; 18 * 1024],
                 pending: Vec::new(),
@@ -183,7 +183,7 @@ impl TlsSession {
 
     /// Runs the handshake to completion. Restartable after `EINTR`.
     pub fn handshake(&self, sock: &Sock, wait: Wait) -> Result<()> {
-        let _turn = self.read_turn.take(wait)?;
+        let _lock = self.read_lock.take(wait)?;
         let mut side = lock(&self.read_side);
         loop {
             self.flush(sock, wait)?;
@@ -206,7 +206,7 @@ impl TlsSession {
         if out.is_empty() {
             return Ok(0);
         }
-        let _turn = self.read_turn.take(wait)?;
+        let _lock = self.read_lock.take(wait)?;
         let mut side = lock(&self.read_side);
         loop {
             let wants_write = {
@@ -234,7 +234,7 @@ impl TlsSession {
 
     /// Writes all of `data`, resuming after the `*consumed` bytes earlier calls handed to
     /// rustls: call it again after `EINTR` with the same `consumed`. Records of an earlier,
-    /// interrupted write go out first. The caller holds its stream's write turn, so that two
+    /// interrupted write go out first. The caller holds its stream's write lock, so that two
     /// threads' data do not interleave.
     pub fn write_all(
         &self,

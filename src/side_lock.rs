@@ -1,17 +1,18 @@
-//! One thread at a time on one side of a stream, across blocking calls.
+//! A lock on one side of a stream (its writes, or a TLS session's reads): one thread at a time,
+//! held across blocking calls.
 //!
 //! A mutex guard cannot be held while a blocked write is interrupted by a signal, the GIL is
-//! taken back to run the handler and the write resumes; a turn can. It keeps two threads'
+//! taken back to run the handler and the write resumes; this lock can. It keeps two threads'
 //! frames (or TLS records) from interleaving on the wire.
 //!
 //! Two things a plain mutex gets wrong here:
-//! - **Waiting must be interruptible.** A thread waiting for the turn returns `EINTR` every
+//! - **Waiting must be interruptible.** A thread waiting for the lock returns `EINTR` every
 //!   [`SLICE`], so the binding layer can run Python's signal handlers (Ctrl-C) and wait again,
 //!   and a timed call gives up at its deadline.
 //! - **The holder may take it again.** A signal handler runs on the thread whose send it
-//!   interrupted, while that send holds the turn; if the handler sends on the same stream, it
+//!   interrupted, while that send holds the lock; if the handler sends on the same stream, it
 //!   must not wait for itself. It nests instead, and writes what the interrupted send left
-//!   unwritten before its own data (the stdlib's socket, which has no turn, completes too).
+//!   unwritten before its own data (the stdlib's socket, which has no such lock, completes too).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
@@ -21,10 +22,10 @@ use crate::error::{Error, Result};
 use crate::socket::Wait;
 
 /// How long a waiter sleeps before returning `EINTR` so that signal handlers can run: the
-/// longest a Ctrl-C waits to be noticed by a thread waiting for a turn.
+/// longest a Ctrl-C waits to be noticed by a thread waiting for the lock.
 const SLICE: Duration = Duration::from_millis(50);
 
-/// Who holds the turn, and how many times (nested takes by the same thread).
+/// Who holds the lock, and how many times (nested takes by the same thread).
 #[derive(Debug, Default)]
 struct Holder {
     thread: Option<ThreadId>,
@@ -33,25 +34,25 @@ struct Holder {
 
 /// The right to use one side of a stream, taken by one thread at a time.
 #[derive(Debug, Default)]
-pub struct Turn {
+pub struct SideLock {
     holder: Mutex<Holder>,
     freed: Condvar,
 }
 
-/// A turn being held; dropping it gives it back (or leaves one level of nesting).
+/// The lock being held; dropping it gives it back (or leaves one level of nesting).
 #[derive(Debug)]
-pub struct TurnGuard<'a>(&'a Turn);
+pub struct SideGuard<'a>(&'a SideLock);
 
-impl Turn {
+impl SideLock {
     fn lock(&self) -> MutexGuard<'_, Holder> {
         self.holder.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the turn as `wait` allows (call it without holding the GIL). While another thread
+    /// Takes the lock as `wait` allows (call it without holding the GIL). While another thread
     /// holds it: `EAGAIN` at once for a non-blocking call, `Timeout` at the deadline, and
     /// `EINTR` after each [`SLICE`] of waiting, for the caller to run signal handlers and call
-    /// again. The thread already holding the turn gets it again at once.
-    pub fn take(&self, wait: Wait) -> Result<TurnGuard<'_>> {
+    /// again. The thread already holding the lock gets it again at once.
+    pub fn take(&self, wait: Wait) -> Result<SideGuard<'_>> {
         let me = thread::current().id();
         let mut holder = self.lock();
         let started = Instant::now();
@@ -62,11 +63,11 @@ impl Turn {
                         thread: Some(me),
                         depth: 1,
                     };
-                    return Ok(TurnGuard(self));
+                    return Ok(SideGuard(self));
                 }
                 Some(t) if t == me => {
                     holder.depth += 1;
-                    return Ok(TurnGuard(self));
+                    return Ok(SideGuard(self));
                 }
                 Some(_) => {}
             }
@@ -92,13 +93,13 @@ impl Turn {
         }
     }
 
-    /// Takes the turn only if nobody else holds it.
-    pub fn try_take(&self) -> Option<TurnGuard<'_>> {
+    /// Takes the lock only if nobody else holds it.
+    pub fn try_take(&self) -> Option<SideGuard<'_>> {
         self.take(Wait::NonBlocking).ok()
     }
 }
 
-impl Drop for TurnGuard<'_> {
+impl Drop for SideGuard<'_> {
     fn drop(&mut self) {
         let mut holder = self.0.lock();
         holder.depth -= 1;
@@ -116,10 +117,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    /// Takes the turn the way the binding layer does: retrying after each `EINTR`.
-    fn take_retrying(turn: &Turn, wait: Wait) -> Result<TurnGuard<'_>> {
+    /// Takes the lock the way the binding layer does: retrying after each `EINTR`.
+    fn take_retrying(lock: &SideLock, wait: Wait) -> Result<SideGuard<'_>> {
         loop {
-            match turn.take(wait) {
+            match lock.take(wait) {
                 Err(e) if e.is_interrupted() => continue,
                 r => return r,
             }
@@ -128,14 +129,14 @@ mod tests {
 
     #[test]
     fn one_holder_at_a_time() {
-        let turn = Arc::new(Turn::default());
+        let lock = Arc::new(SideLock::default());
         let inside = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..4)
             .map(|_| {
-                let (turn, inside) = (turn.clone(), inside.clone());
+                let (lock, inside) = (lock.clone(), inside.clone());
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        let _t = take_retrying(&turn, Wait::Blocking).unwrap();
+                        let _t = take_retrying(&lock, Wait::Blocking).unwrap();
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
                         inside.fetch_sub(1, Ordering::SeqCst);
                     }
@@ -149,36 +150,36 @@ mod tests {
 
     #[test]
     fn the_holder_nests_and_the_turn_frees_after_the_outermost_guard() {
-        let turn = Arc::new(Turn::default());
-        let outer = turn.take(Wait::Blocking).unwrap();
-        let inner = turn.take(Wait::NonBlocking).unwrap();
+        let lock = Arc::new(SideLock::default());
+        let outer = lock.take(Wait::Blocking).unwrap();
+        let inner = lock.take(Wait::NonBlocking).unwrap();
         drop(inner);
         let other = {
-            let turn = turn.clone();
-            std::thread::spawn(move || turn.take(Wait::NonBlocking).map(drop))
+            let lock = lock.clone();
+            std::thread::spawn(move || lock.take(Wait::NonBlocking).map(drop))
         };
         assert_eq!(
             other.join().unwrap().unwrap_err().errno(),
             Some(libc::EAGAIN)
         );
         drop(outer);
-        let other = std::thread::spawn(move || turn.take(Wait::NonBlocking).map(drop));
+        let other = std::thread::spawn(move || lock.take(Wait::NonBlocking).map(drop));
         assert!(other.join().unwrap().is_ok());
     }
 
     #[test]
     fn a_waiter_is_interrupted_each_slice_and_times_out_at_its_deadline() {
-        let turn = Arc::new(Turn::default());
-        let _held = turn.take(Wait::Blocking).unwrap();
-        let turn2 = turn.clone();
+        let lock = Arc::new(SideLock::default());
+        let _held = lock.take(Wait::Blocking).unwrap();
+        let lock2 = lock.clone();
         let waiter = std::thread::spawn(move || {
             let start = Instant::now();
-            let first = turn2.take(Wait::Blocking).map(drop).unwrap_err();
+            let first = lock2.take(Wait::Blocking).map(drop).unwrap_err();
             let interrupted_after = start.elapsed();
             let deadline = Instant::now() + Duration::from_millis(120);
             let mut interruptions = 0;
             let last = loop {
-                match turn2.take(Wait::Until(deadline)) {
+                match lock2.take(Wait::Until(deadline)) {
                     Err(e) if e.is_interrupted() => interruptions += 1,
                     r => break r.map(drop),
                 }
