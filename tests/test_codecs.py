@@ -329,3 +329,50 @@ def test_a_forked_child_never_reuses_the_parents_nonces():
     child_nonces = [child[i : i + 12] for i in range(0, len(child), 12)]
     assert len(child_nonces) == 10
     assert not set(parent) & set(child_nonces)
+
+
+def counted_while(fn):
+    """How far a pure-Python counter thread gets while `fn()` runs. The switch interval is
+    raised so that the running thread is not made to hand the GIL over during the call: a
+    count of 0 means `fn` held the GIL throughout."""
+    import sys
+    import threading
+    import time
+
+    count, stop = [0], threading.Event()
+
+    def counter():
+        while not stop.is_set():
+            count[0] += 1
+
+    interval = sys.getswitchinterval()
+    t = threading.Thread(target=counter)
+    t.start()
+    try:
+        time.sleep(0.01)  # the counter is running
+        sys.setswitchinterval(0.2)
+        time.sleep(0.01)  # ... and this thread has the GIL back, for up to 0.2 s
+        before = count[0]
+        fn()
+        return count[0] - before
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        t.join()
+
+
+def test_large_bodies_are_compressed_and_opened_without_the_gil():
+    # One call of some 30 ms each (well under the raised switch interval): long enough for a
+    # loaded machine to schedule the counter while it runs.
+    body = b'{"player": 42, "pos": [1.5, -2.25], "name": "alice"}' * 160_000  # 8 MB
+    fmt = sw.PacketFormat("!I", compress="brotli", max_body=len(body))
+    frame = fmt.pack(body)
+    assert counted_while(lambda: fmt.pack(body)) > 0
+    zfmt = sw.PacketFormat("!I", compress=sw.Compression("zlib", level=9), max_body=len(body))
+    zframes = zfmt.pack(body) * 4
+    decoder = zfmt.decoder()
+    assert counted_while(lambda: decoder.feed(zframes)) > 0
+    assert fmt.unpack(frame).body == body
+    # A small body is not worth releasing the GIL for: the counter does not move.
+    small = sw.PacketFormat("!I", compress="lz4")
+    assert counted_while(lambda: [small.pack(b"x" * 100) for _ in range(1000)]) == 0

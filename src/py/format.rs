@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use super::codec::{cipher_arg, compression_arg, Cipher, Compression};
 use super::convert::{size_arg, type_name, usize_arg, BytesArg};
 use super::decoder::Decoder;
+use super::gil::{codec_work, packing_releases};
 use super::packet::{value_from_py, Packet};
 use crate::error::Error;
 use crate::format::{Check, Format, Order, Role, Spec, Value};
@@ -130,14 +131,17 @@ impl PacketFormat {
                 }
             }
             let body = p.body.bind(item.py()).as_bytes();
-            return Ok(self
-                .inner
-                .pack_into(out, body, p.msg_id, p.flags, &values)?);
+            return self.pack_body(item.py(), out, body, p.msg_id, p.flags, &values);
         }
         let body = BytesArg::extract(item)?;
-        Ok(self
-            .inner
-            .pack_into(out, body.as_slice(), msg_id, args.flags, &args.values)?)
+        self.pack_body(
+            item.py(),
+            out,
+            body.as_slice(),
+            msg_id,
+            args.flags,
+            &args.values,
+        )
     }
 
     /// Frames for many items, in one buffer.
@@ -164,10 +168,26 @@ impl PacketFormat {
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
         let args = self.header_args(fields)?;
+        let py = body.py();
         let body = BytesArg::extract(body)?;
-        Ok(self
-            .inner
-            .pack_into(out, body.as_slice(), msg_id, args.flags, &args.values)?)
+        self.pack_body(py, out, body.as_slice(), msg_id, args.flags, &args.values)
+    }
+
+    /// Appends one frame, compressing and encrypting without the GIL when that is worth it.
+    fn pack_body(
+        &self,
+        py: Python<'_>,
+        out: &mut Vec<u8>,
+        body: &[u8],
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> PyResult<()> {
+        let format = &self.inner;
+        let release = packing_releases(format, body.len());
+        Ok(codec_work(py, release, || {
+            format.pack_into(out, body, msg_id, flags, values)
+        })?)
     }
 }
 

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::convert::{type_name, BytesArg};
+use super::gil::{codec_work, opening_releases};
 use crate::format::{Format, Header, Value};
 
 #[doc = pydoc!("Packet")]
@@ -45,7 +46,8 @@ impl Packet {
         frame: &[u8],
         body_start: usize,
     ) -> PyResult<Bound<'py, Packet>> {
-        let (header, body) = format.open(frame, body_start)?;
+        let release = opening_releases(format, frame.len());
+        let (header, body) = codec_work(py, release, || format.open(frame, body_start))?;
         Packet::build(py, format, header, &body)
     }
 
