@@ -6,21 +6,19 @@ bulk throughput against Python's ssl, in one run.
 (2) the same with lz4 alone (vs lz4.frame) and (3) chacha20-poly1305 alone (vs cryptography);
 (4) TLS bulk: 256 MiB over loopback, sockwire (rustls) vs ssl (OpenSSL), both ends alike.
 
-Targets: >= 2x the Python pipelines on small bodies, >= 1x ssl on bulk.
-Run: python bench/bench_codecs.py [--quick]   (needs the test extras: zstandard, lz4,
-cryptography, trustme)
+Targets: >= 2x the Python pipelines on small bodies, >= 1x ssl on bulk. Figures are taken as
+bench/_harness.py says (interleaved rounds, median; the TLS peer pinned to the other CPU).
+Run: python bench/bench_codecs.py [--rounds N] [--quick] [--json FILE]   (needs the test
+extras: zstandard, lz4, cryptography, trustme)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import multiprocessing as mp
 import os
 import pathlib
 import socket
 import ssl
-import statistics
 import struct
 import tempfile
 import time
@@ -28,7 +26,7 @@ import time
 import lz4.frame
 import trustme
 import zstandard
-from bench_socket import pin
+from _harness import Bench, start_peer
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 import sockwire
@@ -73,31 +71,21 @@ def sockwire_pipeline(fmt: sockwire.PacketFormat):
     return pack, unpack
 
 
-def time_pipeline(pack, unpack, count: int, rounds: int) -> float:
-    """Best time per pack+unpack, in seconds."""
-    best = float("inf")
-    for _ in range(rounds):
+def time_pipeline(pack, unpack, count: int):
+    """A contender: the seconds `count` pack+unpack calls take."""
+
+    def run() -> float:
         start = time.perf_counter()
         for i in range(count):
             msg_id, body = unpack(pack(BODY, i & 0xFFFF))
-        best = min(best, (time.perf_counter() - start) / count)
+        elapsed = time.perf_counter() - start
         assert body == BODY and msg_id == (count - 1) & 0xFFFF
-    return best
+        return elapsed
+
+    return run
 
 
-def report(name: str, ours: float, theirs: float, unit: str, target: float, per_op: bool) -> None:
-    ratio = theirs / ours if per_op else ours / theirs
-    verdict = "met" if ratio >= target else "NOT met"
-    if per_op:
-        print(f"  {name}")
-        print(f"    sockwire {ours * 1e6:9.2f} {unit}   python {theirs * 1e6:9.2f} {unit}")
-    else:
-        print(f"  {name}")
-        print(f"    sockwire {ours:9,.0f} {unit}   python {theirs:9,.0f} {unit}")
-    print(f"    sockwire is {ratio:.2f}x (target {target}x: {verdict})")
-
-
-def bench_pipelines(count: int, rounds: int) -> None:
+def bench_pipelines(bench: Bench, count: int) -> None:
     header = ("!IHB", ("length", "msg_id", "flags"))
     zc, zd = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
     cases = [
@@ -124,9 +112,15 @@ def bench_pipelines(count: int, rounds: int) -> None:
         # Each side's frames decode with the other side's code: the formats are the same.
         assert sw_unpack(py_pack(BODY, 1)) == (1, BODY)
         assert py_unpack(sw_pack(BODY, 1)) == (1, BODY)
-        ours = time_pipeline(sw_pack, sw_unpack, count, rounds)
-        theirs = time_pipeline(py_pack, py_unpack, count, rounds)
-        report(name, ours, theirs, "us per pack+unpack", 2, per_op=True)
+        bench.compare(
+            name,
+            {"sockwire": time_pipeline(sw_pack, sw_unpack, count)},
+            {"python": time_pipeline(py_pack, py_unpack, count)},
+            work=count,
+            unit="us per pack+unpack",
+            target=2,
+            per_op=True,
+        )
 
 
 CHUNK = b"\x5a" * (1 << 20)
@@ -142,8 +136,7 @@ def make_certs() -> pathlib.Path:
     return d
 
 
-def _tls_sender(impl: str, certs: str, port_q, total: int) -> None:
-    pin(1)
+def _tls_sender(port_q, impl: str, certs: str, total: int) -> None:
     certs = pathlib.Path(certs)
     if impl == "sockwire":
         tls = sockwire.TlsConfig.server(certs / "cert.pem", certs / "key.pem")
@@ -164,12 +157,8 @@ def _tls_sender(impl: str, certs: str, port_q, total: int) -> None:
 
 
 def tls_bulk(impl: str, certs: pathlib.Path, total: int) -> float:
-    """MiB/s received over TLS, both ends using `impl`."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_tls_sender, args=(impl, str(certs), q, total), daemon=True)
-    proc.start()
-    port = q.get(timeout=30)
+    """Seconds to receive `total` bytes over TLS, both ends using `impl`."""
+    proc, port = start_peer(_tls_sender, impl, str(certs), total)
     if impl == "sockwire":
         tls = sockwire.TlsConfig.client(ca=certs / "ca.pem")
         conn = sockwire.create_client(("127.0.0.1", port), timeout=30, tls=tls)
@@ -187,28 +176,26 @@ def tls_bulk(impl: str, certs: pathlib.Path, total: int) -> float:
     elapsed = time.perf_counter() - start
     proc.join(10)
     assert received == total, (received, total)
-    return total / elapsed / (1 << 20)
+    return elapsed
 
 
-def bench_tls(mib: int, rounds: int) -> None:
+def bench_tls(bench: Bench, mib: int) -> None:
     certs = make_certs()
-    results: dict[str, list[float]] = {"sockwire": [], "ssl": []}
-    for _ in range(rounds):
-        for impl in results:
-            results[impl].append(tls_bulk(impl, certs, mib << 20))
-    ours, theirs = (statistics.median(results[k]) for k in ("sockwire", "ssl"))
-    report(f"(4) TLS bulk, {mib} MiB, median of {rounds}", ours, theirs, "MiB/s", 1, per_op=False)
+    bench.compare(
+        f"(4) TLS bulk, {mib} MiB",
+        {"sockwire": lambda: tls_bulk("sockwire", certs, mib << 20)},
+        {"ssl": lambda: tls_bulk("ssl", certs, mib << 20)},
+        work=mib,
+        unit="MiB/s",
+        target=1,
+    )
 
 
 def main() -> None:
-    pin(0)
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a short smoke run")
-    args = ap.parse_args()
-    rounds = 1 if args.quick else 5
-    print(f"sockwire {sockwire.__version__} bench_codecs (best of {rounds} unless noted)")
-    bench_pipelines(2_000 if args.quick else 50_000, rounds)
-    bench_tls(16 if args.quick else 256, rounds)
+    bench = Bench("bench_codecs", __doc__.splitlines()[0])
+    bench_pipelines(bench, 2_000 if bench.quick else 50_000)
+    bench_tls(bench, 16 if bench.quick else 256)
+    bench.finish()
 
 
 if __name__ == "__main__":

@@ -9,20 +9,18 @@
 (c) request/response over loopback against the same raw echo server (a child process),
     Connection.request vs socket.sendall + struct + recv-exactly.
 
-Targets: (a) >= 5x, (b) >= 2x, (c) >= 1.3x. Run: python bench/bench_packets.py [--quick]
+Targets: (a) >= 5x, (b) >= 2x, (c) >= 1.3x. Figures are taken as bench/_harness.py says
+(interleaved rounds, median; the echo server pinned to the other CPU). Run:
+python bench/bench_packets.py [--rounds N] [--quick] [--json FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing as mp
 import socket
-import statistics
 import struct
 import threading
-import time
 
-from bench_socket import pin
+from _harness import Bench, start_peer, timed
 
 import sockwire
 
@@ -71,29 +69,7 @@ class TunedDecoder:
         return out
 
 
-def best(fn, rounds: int) -> float:
-    """Fastest of `rounds` runs, in seconds."""
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def report(name: str, ours: float, baselines: dict[str, float], unit: str, count: int, target):
-    print(f"  {name}")
-    print(f"    {'sockwire':24s} {count / ours:14,.0f} {unit}")
-    for label, theirs in baselines.items():
-        ratio = theirs / ours
-        verdict = "met" if ratio >= target else "NOT met"
-        print(
-            f"    {label:24s} {count / theirs:14,.0f} {unit}   sockwire is {ratio:.2f}x "
-            f"(target {target}x: {verdict})"
-        )
-
-
-def bench_decode(frames: int, rounds: int) -> None:
+def bench_decode(bench: Bench, frames: int) -> None:
     stream = b"".join(HDR.pack(len(BODY), i % 65536) + BODY for i in range(frames))
     chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
 
@@ -102,22 +78,22 @@ def bench_decode(frames: int, rounds: int) -> None:
             dec = make()
             assert sum(len(dec.feed(c)) for c in chunks) == frames
 
-        return best(decode_all, rounds)
+        return timed(decode_all)
 
-    report(
+    bench.compare(
         f"(a) decode {frames:,} frames in 64 KiB chunks",
-        run(FMT.decoder),
+        {"sockwire": run(FMT.decoder)},
         {
             "python (recipe decoder)": run(RecipeDecoder),
             "python (tuned decoder)": run(TunedDecoder),
         },
-        "frames/s",
-        frames,
-        5,
+        work=frames,
+        unit="frames/s",
+        target=5,
     )
 
 
-def bench_encode(packets: int, rounds: int) -> None:
+def bench_encode(bench: Bench, packets: int) -> None:
     bodies = [BODY] * packets
     expected = b"".join(HDR.pack(len(b), 7) + b for b in bodies)
 
@@ -132,22 +108,13 @@ def bench_encode(packets: int, rounds: int) -> None:
         pack = HDR.pack
         b"".join([pack(len(b), 7) + b for b in bodies])
 
-    python = {"python struct.pack + join": best(theirs, rounds)}
-    report(
-        f"(b) encode {packets:,} packets: pack_many",
-        best(many, rounds),
-        python,
-        "pkt/s",
-        packets,
-        2,
-    )
-    report(
-        f"(b) encode {packets:,} packets: pack() loop",
-        best(loop, rounds),
-        python,
-        "pkt/s",
-        packets,
-        2,
+    bench.compare(
+        f"(b) encode {packets:,} packets",
+        {"sockwire pack_many": timed(many), "sockwire pack() loop": timed(loop)},
+        {"python struct.pack + join": timed(theirs)},
+        work=packets,
+        unit="pkt/s",
+        target=2,
     )
 
 
@@ -160,7 +127,6 @@ def _echo(conn: socket.socket) -> None:
 
 def _echo_server(port_q) -> None:
     """Echoes raw bytes back (which echoes frames too), one thread per connection."""
-    pin(1)
     with socket.create_server(("127.0.0.1", 0)) as srv:
         port_q.put(srv.getsockname()[1])
         while True:
@@ -178,12 +144,9 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def bench_request(count: int, rounds: int) -> None:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    server = ctx.Process(target=_echo_server, args=(q,), daemon=True)
-    server.start()
-    addr = ("127.0.0.1", q.get(timeout=30))
+def bench_request(bench: Bench, count: int) -> None:
+    server, port = start_peer(_echo_server)
+    addr = ("127.0.0.1", port)
     conn = sockwire.connect(addr, FMT, timeout=10)
     sock = socket.create_connection(addr, timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -199,18 +162,13 @@ def bench_request(count: int, rounds: int) -> None:
             recv_exactly(sock, length)
             assert msg_id == 3
 
-    # Interleave the rounds so that drift on the machine hits both sides alike.
-    ours_t, theirs_t = [], []
-    for _ in range(rounds):
-        ours_t.append(best(ours, 1))
-        theirs_t.append(best(theirs, 1))
-    report(
-        f"(c) request/response, {count:,} round trips (median of {rounds})",
-        statistics.median(ours_t),
-        {"python socket + struct": statistics.median(theirs_t)},
-        "req/s",
-        count,
-        1.3,
+    bench.compare(
+        f"(c) request/response, {count:,} round trips",
+        {"sockwire": timed(ours)},
+        {"python socket + struct": timed(theirs)},
+        work=count,
+        unit="req/s",
+        target=1.3,
     )
     conn.close()
     sock.close()
@@ -218,16 +176,12 @@ def bench_request(count: int, rounds: int) -> None:
 
 
 def main() -> None:
-    pin(0)
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a short smoke run")
-    args = ap.parse_args()
-    rounds = 1 if args.quick else 5
-    scale = 20 if args.quick else 1
-    print(f"sockwire {sockwire.__version__} bench_packets (best of {rounds} unless noted)")
-    bench_decode(1_000_000 // scale, rounds)
-    bench_encode(1_000_000 // scale, rounds)
-    bench_request(20_000 // scale, rounds)
+    bench = Bench("bench_packets", __doc__.splitlines()[0])
+    scale = 20 if bench.quick else 1
+    bench_decode(bench, 1_000_000 // scale)
+    bench_encode(bench, 1_000_000 // scale)
+    bench_request(bench, 20_000 // scale)
+    bench.finish()
 
 
 if __name__ == "__main__":

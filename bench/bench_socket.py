@@ -6,19 +6,17 @@ connection using the implementation being measured (the peer runs in a child pro
 * ping-pong: one connection, 64-byte messages, one round trip at a time;
 * bulk: 256 MiB sent with ``sendall`` in 1 MiB pieces and read with ``recv(65536)``.
 
-Rounds alternate between the implementations so that drift on the machine affects both; the
-median of the rounds is reported. Run: ``python bench/bench_socket.py`` (``--quick`` for a
-short smoke run).
+Figures are taken as bench/_harness.py says (interleaved rounds, median, client and peer
+pinned to separate CPUs). Run: ``python bench/bench_socket.py [--rounds N] [--quick]
+[--json FILE]``.
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing as mp
-import os
 import socket
-import statistics
 import time
+
+from _harness import Bench, start_peer
 
 import sockwire
 
@@ -27,17 +25,8 @@ MSG = b"x" * 64
 CHUNK = b"\0" * (1 << 20)
 
 
-def pin(cpu: int) -> None:
-    """Pins this process to one CPU (when there are two), so that every round puts client and
-    peer on the same cores: without it, rounds varied between 0.2x and 3.4x of each other."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
-        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
-
-
 def _accept_one(impl: str, port_q):
     """Listens on a free port, reports it, and returns the one connection that comes."""
-    pin(1)
     with IMPLS[impl](socket.AF_INET, socket.SOCK_STREAM) as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
@@ -46,7 +35,7 @@ def _accept_one(impl: str, port_q):
         return conn
 
 
-def _echo_peer(impl: str, port_q, count: int) -> None:
+def _echo_peer(port_q, impl: str, count: int) -> None:
     with _accept_one(impl, port_q) as conn:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(count):
@@ -56,23 +45,15 @@ def _echo_peer(impl: str, port_q, count: int) -> None:
             conn.sendall(data)
 
 
-def _bulk_sender(impl: str, port_q, total: int) -> None:
+def _bulk_sender(port_q, impl: str, total: int) -> None:
     with _accept_one(impl, port_q) as conn:
         for _ in range(total // len(CHUNK)):
             conn.sendall(CHUNK)
 
 
-def _start(target, impl: str, arg: int):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=target, args=(impl, q, arg), daemon=True)
-    proc.start()
-    return proc, q.get(timeout=30)
-
-
 def ping_pong(impl: str, count: int) -> float:
-    """Round trips per second."""
-    proc, port = _start(_echo_peer, impl, count)
+    """Seconds for `count` round trips."""
+    proc, port = start_peer(_echo_peer, impl, count)
     cls = IMPLS[impl]
     with cls(socket.AF_INET, socket.SOCK_STREAM) as c:
         c.connect(("127.0.0.1", port))
@@ -85,12 +66,12 @@ def ping_pong(impl: str, count: int) -> float:
                 got += c.recv(1024)
         elapsed = time.perf_counter() - start
     proc.join(10)
-    return count / elapsed
+    return elapsed
 
 
 def bulk(impl: str, total: int) -> float:
-    """MiB per second received."""
-    proc, port = _start(_bulk_sender, impl, total)
+    """Seconds to receive `total` bytes."""
+    proc, port = start_peer(_bulk_sender, impl, total)
     cls = IMPLS[impl]
     with cls(socket.AF_INET, socket.SOCK_STREAM) as c:
         c.connect(("127.0.0.1", port))
@@ -104,35 +85,29 @@ def bulk(impl: str, total: int) -> float:
         elapsed = time.perf_counter() - start
     proc.join(10)
     assert received == total, (received, total)
-    return total / elapsed / (1 << 20)
-
-
-def run(name: str, fn, arg: int, rounds: int, unit: str) -> float:
-    results: dict[str, list[float]] = {impl: [] for impl in IMPLS}
-    for _ in range(rounds):
-        for impl in IMPLS:
-            results[impl].append(fn(impl, arg))
-    med = {impl: statistics.median(v) for impl, v in results.items()}
-    for impl, value in med.items():
-        print(f"  {name:10s} {impl:16s} {value:12,.0f} {unit}")
-    ratio = med["sockwire.Socket"] / med["socket.socket"]
-    print(f"  {name:10s} ratio sockwire/stdlib: {ratio:.2f}x")
-    return ratio
+    return elapsed
 
 
 def main() -> None:
-    pin(0)
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--count", type=int, default=20000, help="ping-pong round trips per round")
-    ap.add_argument("--mib", type=int, default=256, help="bulk transfer size in MiB")
-    ap.add_argument("--quick", action="store_true", help="a short smoke run")
-    args = ap.parse_args()
-    if args.quick:
-        args.rounds, args.count, args.mib = 1, 2000, 16
-    print(f"sockwire {sockwire.__version__} bench_socket: median of {args.rounds} rounds")
-    run("ping-pong", ping_pong, args.count, args.rounds, "round trips/s")
-    run("bulk", bulk, args.mib << 20, args.rounds, "MiB/s")
+    bench = Bench("bench_socket", __doc__.splitlines()[0])
+    count, mib = (2000, 16) if bench.quick else (20_000, 256)
+    bench.compare(
+        f"(1) ping-pong, 64-byte messages, {count:,} round trips",
+        {"sockwire.Socket": lambda: ping_pong("sockwire.Socket", count)},
+        {"socket.socket": lambda: ping_pong("socket.socket", count)},
+        work=count,
+        unit="round trips/s",
+        target=1,
+    )
+    bench.compare(
+        f"(2) bulk, {mib} MiB, sendall 1 MiB / recv(65536)",
+        {"sockwire.Socket": lambda: bulk("sockwire.Socket", mib << 20)},
+        {"socket.socket": lambda: bulk("socket.socket", mib << 20)},
+        work=mib,
+        unit="MiB/s",
+        target=1,
+    )
+    bench.finish()
 
 
 if __name__ == "__main__":

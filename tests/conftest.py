@@ -1,4 +1,8 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules.
+
+`listener`, `socket_pair` and `connection_pair` are plain loopback TCP; `pki` and `tls_pair`
+are their TLS counterparts. A module that needs another backlog overrides `listener_backlog`.
+"""
 
 import threading
 
@@ -6,6 +10,51 @@ import pytest
 import trustme
 
 import sockwire as sw
+
+
+@pytest.fixture
+def listener_backlog():
+    """The backlog, and so the `max_clients`, of the `listener` fixture. A module that fills
+    its listener overrides this fixture with its own number."""
+    return 16
+
+
+@pytest.fixture
+def listener(listener_backlog):
+    """A sockwire listener on a free loopback port, closed at teardown."""
+    with sw.server_listener(("127.0.0.1", 0), listener_backlog) as lst:
+        yield lst
+
+
+@pytest.fixture
+def socket_pair(listener):
+    """A connected (client, server) pair of plain sockwire sockets: the client from
+    `create_client` with a 10 s timeout, the server end from `accept_client_connect`."""
+    client = sw.create_client(listener.getsockname(), timeout=10)
+    server = sw.accept_client_connect(listener)
+    yield client, server
+    client.close()
+    server.close()
+
+
+@pytest.fixture
+def connection_pair(listener):
+    """Makes Connection pairs over `listener`: `connection_pair(fmt)` returns (client, server),
+    both Connections speaking `fmt`; with `raw=True` the server end is the accepted
+    sockwire.Socket, for writing arbitrary bytes. Everything made is closed at teardown."""
+    made = []
+
+    def make(fmt=None, *, raw=False):
+        client = sw.connect(listener.getsockname(), fmt, timeout=10)
+        server = sw.accept_client_connect(listener)
+        if not raw:
+            server = sw.Connection(server, fmt)
+        made.extend((client, server))
+        return client, server
+
+    yield make
+    for item in reversed(made):
+        item.close()
 
 
 @pytest.fixture(scope="session")

@@ -277,7 +277,7 @@ def test_nonces_are_fresh():
     assert len(nonces) == 1000
 
 
-def test_decoder_and_connection_run_the_pipeline():
+def test_decoder_and_connection_run_the_pipeline(connection_pair):
     key = os.urandom(32)
     fmt = sw.PacketFormat(
         *GAME, compress=sw.Compression("lz4", min_size=32), cipher=sw.Cipher("aes-256-gcm", key)
@@ -286,27 +286,22 @@ def test_decoder_and_connection_run_the_pipeline():
     dec = fmt.decoder()
     got = [p for i in range(0, len(stream), 7) for p in dec.feed(stream[i : i + 7])]
     assert [p.body for p in got] == [b"a", BODY, b"c" * 500]
-    with sw.server_listener(("127.0.0.1", 0), 1) as lst:
-        client = sw.connect(lst.getsockname(), fmt, timeout=5)
-        server = sw.Connection(sw.accept_client_connect(lst), fmt)
-        client.send_many([BODY, b"x"], msg_id=5)
-        assert [server.recv().body for _ in range(2)] == [BODY, b"x"]
+    client, server = connection_pair(fmt)
+    client.send_many([BODY, b"x"], msg_id=5)
+    assert [server.recv().body for _ in range(2)] == [BODY, b"x"]
 
 
-def test_connection_closes_on_a_tampered_packet():
+def test_connection_closes_on_a_tampered_packet(connection_pair):
     fmt = sw.PacketFormat(*GAME, cipher=sw.Cipher("aes-256-gcm", bytes(32)))
-    with sw.server_listener(("127.0.0.1", 0), 1) as lst:
-        client = sw.connect(lst.getsockname(), fmt, timeout=5)
-        raw = sw.accept_client_connect(lst)
-        good = fmt.pack(b"fine")
-        bad = bytearray(fmt.pack(b"evil"))
-        bad[-1] ^= 0x80
-        raw.sendall(good + bytes(bad))
-        assert client.recv().body == b"fine"
-        with pytest.raises(sw.AuthenticationError):
-            client.recv()
-        assert client.socket.fileno() == -1
-        raw.close()
+    client, raw = connection_pair(fmt, raw=True)
+    good = fmt.pack(b"fine")
+    bad = bytearray(fmt.pack(b"evil"))
+    bad[-1] ^= 0x80
+    raw.sendall(good + bytes(bad))
+    assert client.recv().body == b"fine"
+    with pytest.raises(sw.AuthenticationError):
+        client.recv()
+    assert client.socket.fileno() == -1
 
 
 def test_a_forked_child_never_reuses_the_parents_nonces():

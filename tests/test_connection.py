@@ -13,25 +13,15 @@ GAME = sw.PacketFormat("!IHB", ("length", "msg_id", "flags"))
 
 
 @pytest.fixture
-def pair():
+def pair(connection_pair):
     """A client Connection and the server's Connection for it, both with the GAME format."""
-    with sw.server_listener(("127.0.0.1", 0), 4) as lst:
-        client = sw.connect(lst.getsockname(), GAME, timeout=10)
-        server = sw.Connection(sw.accept_client_connect(lst), GAME)
-        yield client, server
-        client.close()
-        server.close()
+    return connection_pair(GAME)
 
 
 @pytest.fixture
-def raw_pair():
+def raw_pair(connection_pair):
     """A client Connection and the raw server socket (to write arbitrary bytes)."""
-    with sw.server_listener(("127.0.0.1", 0), 4) as lst:
-        client = sw.connect(lst.getsockname(), GAME, timeout=10)
-        raw = sw.accept_client_connect(lst)
-        yield client, raw
-        client.close()
-        raw.close()
+    return connection_pair(GAME, raw=True)
 
 
 def test_send_recv_both_ways(pair):

@@ -71,7 +71,7 @@ def test_no_command_prints_help_and_fails():
 @pytest.mark.parametrize(
     ("script", "marker"),
     [
-        ("bench_socket.py", "ratio sockwire/stdlib"),
+        ("bench_socket.py", "(2) bulk"),
         ("bench_packets.py", "(c) request/response"),
         ("bench_codecs.py", "(4) TLS bulk"),
     ],

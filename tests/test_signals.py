@@ -19,16 +19,6 @@ class Interrupted(Exception):
 
 
 @pytest.fixture
-def pair():
-    with sw.server_listener(("127.0.0.1", 0), 1) as lst:
-        client = sw.create_client(lst.getsockname(), timeout=10)
-        conn = sw.accept_client_connect(lst)
-        yield client, conn
-        client.close()
-        conn.close()
-
-
-@pytest.fixture
 def usr1():
     """Installs a SIGUSR1 handler; yields a function that signals the main thread after a delay."""
     calls = []
@@ -48,8 +38,8 @@ def usr1():
     signal.signal(signal.SIGUSR1, old)
 
 
-def test_handler_runs_and_recv_resumes(pair, usr1):
-    client, conn = pair
+def test_handler_runs_and_recv_resumes(socket_pair, usr1):
+    client, conn = socket_pair
     calls, _handler, later = usr1
     client.settimeout(None)
     later(0.1)
@@ -58,8 +48,8 @@ def test_handler_runs_and_recv_resumes(pair, usr1):
     assert len(calls) == 1
 
 
-def test_exception_from_handler_interrupts_recv(pair, usr1):
-    client, _conn = pair
+def test_exception_from_handler_interrupts_recv(socket_pair, usr1):
+    client, _conn = socket_pair
     _calls, handler, later = usr1
 
     def boom():
@@ -87,8 +77,8 @@ def test_exception_from_handler_interrupts_accept(usr1):
             sw.accept_client_connect(lst)
 
 
-def test_timed_recv_keeps_its_deadline_across_signals(pair, usr1):
-    client, _conn = pair
+def test_timed_recv_keeps_its_deadline_across_signals(socket_pair, usr1):
+    client, _conn = socket_pair
     calls, _handler, later = usr1
     client.settimeout(0.5)
     for i in range(1, 8):
@@ -127,15 +117,15 @@ def interrupted_within(seconds, fn, *args):
     assert time.monotonic() - start < seconds
 
 
-def test_exception_from_handler_interrupts_a_blocked_sendall(pair, raising_usr1):
-    client, _conn = pair
+def test_exception_from_handler_interrupts_a_blocked_sendall(socket_pair, raising_usr1):
+    client, _conn = socket_pair
     client.settimeout(None)
     raising_usr1(0.3)
     interrupted_within(5, client.sendall, BIG)
 
 
-def test_exception_from_handler_interrupts_a_blocked_connection_send(pair, raising_usr1):
-    client, _conn = pair
+def test_exception_from_handler_interrupts_a_blocked_connection_send(socket_pair, raising_usr1):
+    client, _conn = socket_pair
     client.settimeout(None)
     raising_usr1(0.3)
     interrupted_within(5, sw.Connection(client, BIG_FRAMES).send, BIG)
@@ -148,14 +138,14 @@ def test_exception_from_handler_interrupts_a_blocked_tls_sendall(tls_pair, raisi
     interrupted_within(5, client.sendall, BIG)
 
 
-def test_exception_from_handler_interrupts_a_wait_for_the_write_lock(pair, raising_usr1):
-    client, _conn = pair
+def test_exception_from_handler_interrupts_a_wait_for_the_write_lock(socket_pair, raising_usr1):
+    client, _conn = socket_pair
     client.settimeout(None)
     conn = sw.Connection(client, BIG_FRAMES)
-    sender, _ = run_in_thread(conn.send, BIG)  # holds the write turn; the peer does not read
+    sender, _ = run_in_thread(conn.send, BIG)  # holds the write lock; the peer does not read
     time.sleep(0.3)
     raising_usr1(0.2)
-    interrupted_within(5, conn.send, b"waits for the turn")
+    interrupted_within(5, conn.send, b"waits for the lock")
     client.shutdown(sw.SHUT_RDWR)  # frees the sender
     sender.join(5)
 
@@ -163,7 +153,7 @@ def test_exception_from_handler_interrupts_a_wait_for_the_write_lock(pair, raisi
 def test_exception_from_handler_interrupts_a_second_tls_reader(tls_pair, raising_usr1):
     client, _server = tls_pair
     client.settimeout(None)
-    reader, _ = run_in_thread(client.recv, 16)  # holds the read turn; the peer sends nothing
+    reader, _ = run_in_thread(client.recv, 16)  # holds the read lock; the peer sends nothing
     time.sleep(0.3)
     raising_usr1(0.2)
     interrupted_within(5, client.recv, 16)
@@ -171,10 +161,10 @@ def test_exception_from_handler_interrupts_a_second_tls_reader(tls_pair, raising
     reader.join(5)
 
 
-def test_a_handler_may_send_on_the_connection_whose_send_it_interrupted(pair, usr1):
+def test_a_handler_may_send_on_the_connection_whose_send_it_interrupted(socket_pair, usr1):
     """The stdlib's socket completes both sends (interleaving their bytes); a Connection
     completes both and keeps both frames whole: the interrupted frame first."""
-    client, server = pair
+    client, server = socket_pair
     client.settimeout(None)
     conn = sw.Connection(client, BIG_FRAMES)
     _calls, handler, later = usr1

@@ -26,12 +26,6 @@ def wait_blocked(thread, seconds=0.3):
     assert thread.is_alive(), "the call was expected to block"
 
 
-@pytest.fixture
-def listener():
-    with sw.server_listener(("127.0.0.1", 0), 16) as lst:
-        yield lst
-
-
 def connect_pair(listener, timeout=None):
     client = sw.create_client(listener.getsockname(), timeout=10)
     client.settimeout(timeout)
