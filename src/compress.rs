@@ -23,7 +23,7 @@
 use std::cell::RefCell;
 use std::io::{Read, Write};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 
 /// A compression algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Compression {
             (Some((_, range)), Some(level)) if range.contains(&level) => Some(level),
             (Some((_, range)), Some(level)) => {
                 return Err(Error::InvalidArgument(format!(
-                    "{} level must be in {}..={}, not {level}",
+                    "{} level must be {} <= level <= {}, not {level}",
                     algorithm.name(),
                     range.start(),
                     range.end()
@@ -715,14 +715,7 @@ thread_local! {
 }
 
 fn too_large(algorithm: Algorithm, produced: u64, limit: u64) -> Error {
-    Error::FrameTooLarge {
-        message: format!(
-            "{} body decompresses past the limit of {limit} bytes",
-            algorithm.name()
-        ),
-        length: produced,
-        limit,
-    }
+    Error::too_large(Limit::Decompressed(algorithm.name()), produced, limit)
 }
 
 #[cfg(test)]

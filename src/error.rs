@@ -27,8 +27,9 @@ pub enum Error {
     Protocol(String),
     /// A frame (or a body) is longer than the format allows.
     FrameTooLarge {
-        message: String,
-        /// The frame's length, as its header announced it.
+        /// Which limit it broke, which also says how the message reads.
+        what: Limit,
+        /// The frame's (or body's) length, as announced or as far as it got.
         length: u64,
         /// The limit it broke.
         limit: u64,
@@ -97,6 +98,23 @@ impl fmt::Display for TlsError {
     }
 }
 
+/// The limit a frame or a body broke, named as the user gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// A struct header's body, against `max_body`.
+    MaxBody,
+    /// Netty's adjusted frame, against `max_frame` (`maxFrameLength`).
+    MaxFrame,
+    /// A varint prefix's body, against `max_body`.
+    VarintBody,
+    /// A body given to `pack`, before compression.
+    PackedBody,
+    /// A body once compressed and encrypted.
+    SealedBody,
+    /// A body's decompressed size (the algorithm's name).
+    Decompressed(&'static str),
+}
+
 /// Which `ssl` exception a TLS failure is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsFailure {
@@ -122,6 +140,15 @@ impl Error {
         match self {
             Error::Io(e) => e.raw_os_error(),
             _ => None,
+        }
+    }
+
+    /// A frame or body over `limit`.
+    pub fn too_large(what: Limit, length: u64, limit: u64) -> Self {
+        Error::FrameTooLarge {
+            what,
+            length,
+            limit,
         }
     }
 
@@ -157,7 +184,43 @@ impl fmt::Display for Error {
             | Error::NoSuchField(msg)
             | Error::Protocol(msg)
             | Error::Authentication(msg) => f.write_str(msg),
-            Error::FrameTooLarge { message, .. } => f.write_str(message),
+            Error::FrameTooLarge {
+                what,
+                length,
+                limit,
+            } => match what {
+                Limit::MaxBody => {
+                    write!(f, "frame body of {length} bytes exceeds max_body ({limit})")
+                }
+                // Netty's own message.
+                Limit::MaxFrame => {
+                    write!(
+                        f,
+                        "Adjusted frame length exceeds {limit}: {length} - discarded"
+                    )
+                }
+                Limit::VarintBody => {
+                    write!(
+                        f,
+                        "varint body of {length} bytes exceeds max_body ({limit})"
+                    )
+                }
+                Limit::PackedBody => {
+                    write!(
+                        f,
+                        "body of {length} bytes exceeds the format's limit ({limit})"
+                    )
+                }
+                Limit::SealedBody => write!(
+                    f,
+                    "compressed and encrypted body of {length} bytes exceeds the format's limit \
+                     ({limit})"
+                ),
+                Limit::Decompressed(algorithm) => write!(
+                    f,
+                    "{algorithm} body decompresses past the limit of {limit} bytes"
+                ),
+            },
             Error::IncompleteFrame { partial, expected } => match expected {
                 Some(n) => write!(
                     f,

@@ -371,3 +371,8 @@ def test_large_bodies_are_compressed_and_opened_without_the_gil():
     # A small body is not worth releasing the GIL for: the counter does not move.
     small = sw.PacketFormat("!I", compress="lz4")
     assert counted_while(lambda: [small.pack(b"x" * 100) for _ in range(1000)]) == 0
+
+
+def test_level_ranges_read_like_python():
+    with pytest.raises(ValueError, match=r"^zstd level must be -7 <= level <= 22, not 99$"):
+        sw.Compression("zstd", level=99)

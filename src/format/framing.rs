@@ -2,7 +2,7 @@
 //! decoder) or a varint prefix, what is wrong with a bad frame, and how far to skip after one
 //! (the resynchronisation rule).
 
-use crate::error::Error;
+use crate::error::{Error, Limit};
 use crate::repr::str_repr;
 
 use super::field::{show, Field};
@@ -223,21 +223,9 @@ impl Format {
         let frame = u64::try_from(frame_len).unwrap_or(u64::MAX);
         match &self.spec {
             Spec::Struct { max_body, .. } => {
-                let body = frame - self.header_size as u64;
-                Error::FrameTooLarge {
-                    message: format!("frame body of {body} bytes exceeds max_body ({max_body})"),
-                    length: body,
-                    limit: *max_body,
-                }
+                Error::too_large(Limit::MaxBody, frame - self.header_size as u64, *max_body)
             }
-            _ => Error::FrameTooLarge {
-                message: format!(
-                    "Adjusted frame length exceeds {}: {frame} - discarded",
-                    self.max_frame()
-                ),
-                length: frame,
-                limit: self.max_frame(),
-            },
+            _ => Error::too_large(Limit::MaxFrame, frame, self.max_frame()),
         }
     }
 }
@@ -261,13 +249,7 @@ fn check_varint(buf: &[u8], max_body: u64) -> Check {
             let length = length as u64;
             if length > max_body {
                 return Check::Bad {
-                    error: Error::FrameTooLarge {
-                        message: format!(
-                            "varint body of {length} bytes exceeds max_body ({max_body})"
-                        ),
-                        length,
-                        limit: max_body,
-                    },
+                    error: Error::too_large(Limit::VarintBody, length, max_body),
                     skip: prefix as u64 + length,
                     garbage: false,
                 };

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::cipher::OVERHEAD;
-use crate::error::{Error, Result};
+use crate::error::{Error, Limit, Result};
 
 use super::header::Header;
 use super::Value;
@@ -74,13 +74,8 @@ impl Format {
             return Err(self.no_such_field("flags"));
         }
         let max = self.max_body();
-        let too_large = |len: usize, what: &str| Error::FrameTooLarge {
-            message: format!("{what} of {len} bytes exceeds the format's limit ({max})"),
-            length: len as u64,
-            limit: max,
-        };
         if body.len() as u64 > max {
-            return Err(too_large(body.len(), "body"));
+            return Err(Error::too_large(Limit::PackedBody, body.len() as u64, max));
         }
         let bits = self.pipeline_bits();
         if flags & bits != 0 {
@@ -101,7 +96,7 @@ impl Format {
         flags |= bits & ENCRYPTED;
         let wire_len = payload.len() + if self.cipher.is_some() { OVERHEAD } else { 0 };
         if wire_len as u64 > max {
-            return Err(too_large(wire_len, "compressed and encrypted body"));
+            return Err(Error::too_large(Limit::SealedBody, wire_len as u64, max));
         }
         let start = out.len();
         self.write_header(out, wire_len, msg_id, flags, values)?;

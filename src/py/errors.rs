@@ -86,14 +86,10 @@ impl From<CoreError> for PyErr {
             CoreError::InvalidArgument(msg) => PyValueError::new_err(msg),
             CoreError::NoSuchField(msg) => PyTypeError::new_err(msg),
             CoreError::Protocol(msg) => ProtocolError::new_err(msg),
-            CoreError::FrameTooLarge {
-                message,
-                length,
-                limit,
-            } => Python::attach(|py| {
+            e @ CoreError::FrameTooLarge { length, limit, .. } => Python::attach(|py| {
                 let Ok(length) = length.into_pyobject(py);
                 let Ok(limit) = limit.into_pyobject(py);
-                let err = FrameTooLarge::new_err(message);
+                let err = FrameTooLarge::new_err(e.to_string());
                 set_attrs(
                     py,
                     &err,
