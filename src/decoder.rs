@@ -276,16 +276,7 @@ mod tests {
     }
 
     fn magic_format() -> Arc<Format> {
-        Arc::new(
-            Format::from_struct(
-                "!2sI",
-                &["magic", "length"],
-                false,
-                64,
-                &[("magic", crate::format::Value::Bytes((*b"\xca\xfe").into()))],
-            )
-            .unwrap(),
-        )
+        Arc::new(crate::format::testing::bytes_magic(64))
     }
 
     #[test]

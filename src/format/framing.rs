@@ -295,14 +295,8 @@ pub(super) fn write_varint(out: &mut Vec<u8>, mut value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::testing::{bytes_magic, frame_of, int_magic};
     use crate::format::{Order, Value};
-
-    fn frame_of(format: &Format, buf: &[u8]) -> (usize, usize) {
-        match format.check(buf) {
-            Check::Frame { len, body_start } => (len, body_start),
-            other => panic!("expected a frame, got {other:?}"),
-        }
-    }
 
     const HELLO: &[u8] = b"HELLO, WORLD";
 
@@ -386,14 +380,7 @@ mod tests {
 
     #[test]
     fn expect_mismatch_is_a_protocol_error() {
-        let f = Format::from_struct(
-            "!2sI",
-            &["magic", "length"],
-            false,
-            16,
-            &[("magic", Value::Bytes((*b"\xca\xfe").into()))],
-        )
-        .unwrap();
+        let f = bytes_magic(16);
         assert!(matches!(
             f.check(b"\xca\xfe\x00\x00\x00\x01x"),
             Check::Frame { len: 7, .. }
@@ -462,14 +449,7 @@ mod tests {
 
     #[test]
     fn mismatch_messages_read_like_python() {
-        let f = Format::from_struct(
-            "!2sI",
-            &["magic", "length"],
-            false,
-            16,
-            &[("magic", Value::Bytes((*b"\xca\xfe").into()))],
-        )
-        .unwrap();
+        let f = bytes_magic(16);
         let Check::Bad { error, .. } = f.check(b"\xde\xad\x00\x00\x00\x00") else {
             panic!("not bad")
         };
@@ -477,14 +457,7 @@ mod tests {
             error.to_string(),
             r"header field 'magic' is b'\xde\xad', expected b'\xca\xfe'"
         );
-        let g = Format::from_struct(
-            "!HI",
-            &["magic", "length"],
-            false,
-            16,
-            &[("magic", Value::UInt(0xcafe))],
-        )
-        .unwrap();
+        let g = int_magic(16);
         let Check::Bad { error, .. } = g.check(b"\xbe\xef\x00\x00\x00\x00") else {
             panic!("not bad")
         };

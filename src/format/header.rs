@@ -126,14 +126,7 @@ mod tests {
 
     #[test]
     fn pack_checks_constants_and_leaves_nothing_behind_on_error() {
-        let f = Format::from_struct(
-            "!HI",
-            &["magic", "length"],
-            false,
-            16,
-            &[("magic", Value::UInt(0xcafe))],
-        )
-        .unwrap();
+        let f = crate::format::testing::int_magic(16);
         let mut out = b"before".to_vec();
         let err = f
             .pack_into(&mut out, b"x", 0, 0, &[Some(Value::UInt(0xbeef))])

@@ -396,16 +396,36 @@ impl Format {
     }
 }
 
+/// Formats and checks the tests of several modules share.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn frame_of(format: &Format, buf: &[u8]) -> (usize, usize) {
+    /// `!2sI` with the magic `b"\xca\xfe"` before a 4-byte length.
+    pub(crate) fn bytes_magic(max_body: u64) -> Format {
+        let magic = [("magic", Value::Bytes((*b"\xca\xfe").into()))];
+        Format::from_struct("!2sI", &["magic", "length"], false, max_body, &magic).unwrap()
+    }
+
+    /// `!HI` with the magic `0xcafe` before a 4-byte length.
+    pub(crate) fn int_magic(max_body: u64) -> Format {
+        let magic = [("magic", Value::UInt(0xcafe))];
+        Format::from_struct("!HI", &["magic", "length"], false, max_body, &magic).unwrap()
+    }
+
+    /// The length and body start of the whole frame at the start of `buf`.
+    pub(crate) fn frame_of(format: &Format, buf: &[u8]) -> (usize, usize) {
         match format.check(buf) {
             Check::Frame { len, body_start } => (len, body_start),
             other => panic!("expected a frame, got {other:?}"),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::frame_of;
+    use super::*;
 
     #[test]
     fn struct_header_round_trip() {
