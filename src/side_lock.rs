@@ -7,7 +7,7 @@
 //!
 //! Two things a plain mutex gets wrong here:
 //! - **Waiting must be interruptible.** A thread waiting for the lock returns `EINTR` every
-//!   [`SLICE`], so the binding layer can run Python's signal handlers (Ctrl-C) and wait again,
+//!   `SLICE`, so the binding layer can run Python's signal handlers (Ctrl-C) and wait again,
 //!   and a timed call gives up at its deadline.
 //! - **The holder may take it again.** A signal handler runs on the thread whose send it
 //!   interrupted, while that send holds the lock; if the handler sends on the same stream, it
@@ -50,7 +50,7 @@ impl SideLock {
 
     /// Takes the lock as `wait` allows (call it without holding the GIL). While another thread
     /// holds it: `EAGAIN` at once for a non-blocking call, `Timeout` at the deadline, and
-    /// `EINTR` after each [`SLICE`] of waiting, for the caller to run signal handlers and call
+    /// `EINTR` after each `SLICE` of waiting, for the caller to run signal handlers and call
     /// again. The thread already holding the lock gets it again at once.
     pub fn take(&self, wait: Wait) -> Result<SideGuard<'_>> {
         let me = thread::current().id();
