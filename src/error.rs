@@ -50,8 +50,9 @@ pub enum Error {
     Busy(String),
     /// A packet failed authentication (wrong key, or altered in transit).
     Authentication(String),
-    /// TLS failed: Python's `ssl` errors.
-    Tls(TlsError),
+    /// TLS failed: Python's `ssl` errors. Boxed: a rare error need not make every `Result`
+    /// of the hot paths larger.
+    Tls(Box<TlsError>),
 }
 
 /// A TLS failure, with what Python's `ssl` exceptions carry.

@@ -14,8 +14,23 @@ use super::{invalid, Format, COMPRESSED, ENCRYPTED};
 impl Format {
     /// The header values and the plain body of a whole frame: decrypted, then decompressed
     /// (at most `max_body` bytes), with the pipeline's `flags` bits cleared.
+    #[inline]
     pub fn open<'a>(&self, frame: &'a [u8], body_start: usize) -> Result<(Header, Cow<'a, [u8]>)> {
-        let mut header = self.header(frame);
+        let header = self.header(frame);
+        let body = &frame[body_start..];
+        if self.compression.is_none() && self.cipher.is_none() {
+            return Ok((header, Cow::Borrowed(body))); // the common case, kept inline
+        }
+        self.open_body(frame, body_start, header)
+    }
+
+    /// [`Format::open`] for a format that compresses or encrypts.
+    fn open_body<'a>(
+        &self,
+        frame: &'a [u8],
+        body_start: usize,
+        mut header: Header,
+    ) -> Result<(Header, Cow<'a, [u8]>)> {
         let mut body = Cow::Borrowed(&frame[body_start..]);
         let flagged = |bit| self.flags_field.is_none() || header.flags & bit != 0;
         if let Some(cipher) = &self.cipher {

@@ -114,7 +114,7 @@ impl From<CoreError> for PyErr {
             }
             CoreError::Busy(msg) => PyRuntimeError::new_err(msg),
             CoreError::Authentication(msg) => AuthenticationError::new_err(msg),
-            CoreError::Tls(tls) => Python::attach(|py| ssl_error(py, tls)),
+            CoreError::Tls(tls) => Python::attach(|py| ssl_error(py, *tls)),
         }
     }
 }

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::convert::{type_name, BytesArg};
-use super::gil::{codec_work, opening_releases};
+use super::gil::opening_releases;
 use crate::format::{Format, Header, Value};
 
 #[doc = pydoc!("Packet")]
@@ -46,8 +46,16 @@ impl Packet {
         frame: &[u8],
         body_start: usize,
     ) -> PyResult<Bound<'py, Packet>> {
-        let release = opening_releases(format, frame.len());
-        let (header, body) = codec_work(py, release, || format.open(frame, body_start))?;
+        if format.compression.is_none() && format.cipher.is_none() {
+            // The common case, kept lean: nothing to open, the body is the frame's tail.
+            let header = format.header(frame);
+            return Packet::build(py, format, header, &frame[body_start..]);
+        }
+        let (header, body) = if opening_releases(format, frame.len()) {
+            py.detach(|| format.open(frame, body_start))?
+        } else {
+            format.open(frame, body_start)?
+        };
         Packet::build(py, format, header, &body)
     }
 
@@ -60,6 +68,7 @@ impl Packet {
         Packet::build(py, format, packet.header, &packet.body)
     }
 
+    #[inline(always)]
     fn build<'py>(
         py: Python<'py>,
         format: &Format,

@@ -42,14 +42,14 @@ pub fn from_rustls(err: rustls::Error) -> Error {
         ),
         _ => TlsError::new(TlsFailure::Protocol, "", err.to_string()),
     };
-    Error::Tls(tls)
+    Error::Tls(Box::new(tls))
 }
 
 /// The peer closed in the middle of the handshake.
 pub fn eof_in_handshake() -> Error {
-    Error::Tls(TlsError::new(
+    Error::Tls(Box::new(TlsError::new(
         TlsFailure::Eof,
         "UNEXPECTED_EOF_WHILE_READING",
         "EOF occurred in violation of protocol (the peer closed during the handshake)",
-    ))
+    )))
 }
