@@ -3,6 +3,7 @@
 //! One mutex guards a map; every operation holds it for a few hash-map steps only, so 5000
 //! clients registering from many threads never wait on each other for long.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
+/// What the owner of a registration keeps with it (the Python layer: the client's `state`
+/// dict); the registry never looks inside.
+pub type ClientData = Arc<dyn Any + Send + Sync>;
+
 /// One registered client: what the seed kept in its `{client_fd, fd_port}` dict, and a bit more.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct ClientRecord {
     /// The connection's file descriptor: the key of the registry.
     pub fd: i32,
@@ -22,6 +27,27 @@ pub struct ClientRecord {
     pub connected_at: f64,
     /// Registration order; also tells two registrations of one fd number apart.
     pub token: u64,
+    /// The registering owner's data, the same for the registration's whole life.
+    pub data: Option<ClientData>,
+}
+
+impl PartialEq for ClientRecord {
+    /// The same registration: fd and token (and what was recorded with them).
+    fn eq(&self, other: &Self) -> bool {
+        (self.fd, self.token, self.addr, self.connected_at)
+            == (other.fd, other.token, other.addr, other.connected_at)
+    }
+}
+
+impl std::fmt::Debug for ClientRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientRecord")
+            .field("fd", &self.fd)
+            .field("addr", &self.addr)
+            .field("connected_at", &self.connected_at)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A thread-safe registry of connected clients with an optional maximum.
@@ -56,6 +82,16 @@ impl Registry {
     /// Registers the client on `fd`. An fd already present is replaced: two live connections
     /// cannot share an fd, so the old entry is stale. Past `max` this fails with `ServerFull`.
     pub fn add(&self, fd: i32, addr: SocketAddr) -> Result<ClientRecord> {
+        self.add_with(fd, addr, None)
+    }
+
+    /// [`Registry::add`], keeping `data` with the registration.
+    pub fn add_with(
+        &self,
+        fd: i32,
+        addr: SocketAddr,
+        data: Option<ClientData>,
+    ) -> Result<ClientRecord> {
         let mut clients = self.lock();
         if let Some(max) = self.max {
             if clients.len() >= max && !clients.contains_key(&fd) {
@@ -67,6 +103,7 @@ impl Registry {
             addr,
             connected_at: now(),
             token: self.next_token.fetch_add(1, Ordering::Relaxed),
+            data,
         };
         clients.insert(fd, record.clone());
         Ok(record)
@@ -90,6 +127,11 @@ impl Registry {
 
     pub fn get(&self, fd: i32) -> Option<ClientRecord> {
         self.lock().get(&fd).cloned()
+    }
+
+    /// The registration `token` made on `fd`, if it is still there.
+    pub fn get_registration(&self, fd: i32, token: u64) -> Option<ClientRecord> {
+        self.lock().get(&fd).filter(|r| r.token == token).cloned()
     }
 
     /// The client whose peer port is `port` (the seed's `fd_port` lookup).

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::addr;
 use crate::error::{Error, Result};
-use crate::registry::{ClientRecord, Membership, Registry};
+use crate::registry::{ClientData, ClientRecord, Membership, Registry};
 use crate::socket::{retry, Sock, Timeout, Wait};
 use crate::stream::Stream;
 use crate::tls::{ClientSettings, TlsSession};
@@ -79,10 +79,15 @@ pub fn listen(addr: &SocketAddr, max: usize, reuse_port: bool) -> Result<Sock> {
     Ok(sock)
 }
 
-/// Registers an accepted connection; closing `sock` later removes it again. On `ServerFull`
-/// nothing is registered and the caller drops (closes) the connection.
-pub fn register(registry: &Arc<Registry>, sock: &Sock, peer: SocketAddr) -> Result<ClientRecord> {
-    let record = registry.add(sock.fileno(), peer)?;
+/// Registers an accepted connection, with its owner's `data`; closing `sock` later removes it
+/// again. On `ServerFull` nothing is registered and the caller drops (closes) the connection.
+pub fn register(
+    registry: &Arc<Registry>,
+    sock: &Sock,
+    peer: SocketAddr,
+    data: Option<ClientData>,
+) -> Result<ClientRecord> {
+    let record = registry.add_with(sock.fileno(), peer, data)?;
     sock.join(Membership {
         registry: registry.clone(),
         fd: record.fd,
@@ -174,6 +179,7 @@ pub fn create_client<E: From<Error>>(
 pub fn accept_client<E: From<Error>>(
     listener: &Sock,
     registry: &Arc<Registry>,
+    data: Option<ClientData>,
     tls: Option<&Arc<rustls::ServerConfig>>,
     on_signal: &mut impl FnMut() -> std::result::Result<(), E>,
 ) -> std::result::Result<Stream, E> {
@@ -181,7 +187,7 @@ pub fn accept_client<E: From<Error>>(
     let (fd, peer) = retry(|| listener.accept(wait), on_signal)?;
     // SAFETY: a freshly accepted fd; dropping `sock` (on any error below) closes it.
     let sock = unsafe { Sock::from_raw(fd, listener.family(), listener.ty(), listener.proto()) };
-    register(registry, &sock, peer)?;
+    register(registry, &sock, peer, data)?;
     sock.setsockopt_int(libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
     let stream = Stream::new(sock);
     if let Some(config) = tls {
@@ -218,7 +224,7 @@ mod tests {
             let (fd, peer) = listener.accept(Wait::Blocking).unwrap();
             // SAFETY: freshly accepted fd.
             let conn = unsafe { Sock::from_raw(fd, libc::AF_INET, libc::SOCK_STREAM, 0) };
-            match register(&registry, &conn, peer) {
+            match register(&registry, &conn, peer, None) {
                 Ok(rec) => {
                     assert!(i < 2);
                     assert_eq!(rec.addr, peer);
@@ -269,7 +275,7 @@ mod flow_tests {
         let timeout = Timeout::After(Duration::from_secs(5));
         // "localhost" may resolve to ::1 first, where nothing listens: the next one answers.
         let client = create_client("localhost", port, timeout, None, &mut no_signals).unwrap();
-        let server = accept_client(&listener, &registry, None, &mut no_signals).unwrap();
+        let server = accept_client(&listener, &registry, None, None, &mut no_signals).unwrap();
         assert!(registry.contains(server.sock.fileno()));
         assert_eq!(
             server
@@ -280,7 +286,7 @@ mod flow_tests {
         );
         // Past the maximum: ServerFull, and the newcomer reads EOF.
         let extra = create_client("127.0.0.1", port, timeout, None, &mut no_signals).unwrap();
-        let err = accept_client(&listener, &registry, None, &mut no_signals).unwrap_err();
+        let err = accept_client(&listener, &registry, None, None, &mut no_signals).unwrap_err();
         assert!(matches!(err, Error::ServerFull { max: 1 }), "{err:?}");
         let mut buf = [0u8; 1];
         assert_eq!(extra.read(&mut buf, 0, extra.sock.start()).unwrap(), 0);

@@ -526,3 +526,9 @@ def test_reentrant_pack_from_an_index_method():
             return 7
 
     assert fmt.pack(b"outer", flags=Sneaky()) == fmt.pack(b"outer", flags=7)
+
+
+def test_packets_with_the_same_header_values_are_equal_however_they_were_made():
+    fmt = sw.PacketFormat("!IHH", ("length", "msg_id", "room"))
+    assert fmt.unpack(fmt.pack(b"x", msg_id=1, room=5)) == sw.Packet(b"x", msg_id=1, room=5)
+    assert sw.Packet(b"x", room=5) != sw.Packet(b"x", room=6)

@@ -1,5 +1,6 @@
 """sockwire: TCP network programming for Python with a Rust core."""
 
+import atexit as _atexit
 from importlib.metadata import version as _version
 from socket import (
     AF_INET,
@@ -19,6 +20,7 @@ from socket import (
     TCP_NODELAY,
 )
 
+from sockwire import _core
 from sockwire._core import (
     AuthenticationError,
     Cipher,
@@ -30,6 +32,7 @@ from sockwire._core import (
     Decoder,
     Error,
     FrameTooLarge,
+    Gateway,
     IncompleteFrame,
     Listener,
     Packet,
@@ -72,6 +75,7 @@ __all__ = [
     "Decoder",
     "Error",
     "FrameTooLarge",
+    "Gateway",
     "IncompleteFrame",
     "Listener",
     "Packet",
@@ -89,3 +93,7 @@ __all__ = [
 ]
 
 __version__ = _version("sockwire")
+
+# Gateways still running when the interpreter exits are stopped, and the runtime shut down,
+# before finalization: threads that run Python must not outlive it.
+_atexit.register(_core._at_exit)

@@ -2,7 +2,7 @@
 
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, Self, final
 
 from _typeshed import ReadableBuffer, WriteableBuffer
@@ -19,6 +19,7 @@ __all__ = [
     "Decoder",
     "Error",
     "FrameTooLarge",
+    "Gateway",
     "IncompleteFrame",
     "Listener",
     "Packet",
@@ -27,6 +28,7 @@ __all__ = [
     "ServerFull",
     "Socket",
     "TlsConfig",
+    "_at_exit",
     "accept_client_connect",
     "connect",
     "create_client",
@@ -257,6 +259,11 @@ class ClientInfo:
     @property
     def connected_at(self) -> float:
         """When the client was registered, in seconds since the epoch (like ``time.time()``)."""
+
+    @property
+    def state(self) -> dict[Any, Any]:
+        """A dict for the application, the same object for as long as this registration (the
+        connection) lives: a gateway handler keeps a logged-in user there, say."""
 
     def __getitem__(
         self, key: Literal["client_fd", "fd_port", "addr", "connected_at"], /
@@ -664,3 +671,129 @@ class TlsConfig:
     @property
     def side(self) -> Literal["client", "server"]:
         """``"client"`` or ``"server"``."""
+
+@final
+class Gateway:
+    """Many clients on tokio, their packets handled by Python on a few work threads, one
+    ``ClientGroup``.
+
+    ``Gateway(addr, format=None, *, max_clients=5000, handler_threads=1, io_threads=None,
+    idle_timeout=None, send_queue=1024, tls=None, reuse_port=False)``. Register handlers with
+    ``@gw.route(msg_id, ...)`` (no id: the default route), ``@gw.on_connect`` and
+    ``@gw.on_disconnect``, then ``start()`` or ``serve_forever()``. I/O, framing and the codecs
+    run on tokio threads without the GIL; handlers run on ``handler_threads`` threads, which
+    take the GIL once per batch of packets; a client's packets always go to the same thread,
+    in order, each handler returning before the next packet of that client is handed out.
+
+    A handler is ``handler(client: ClientInfo, packet: Packet)`` and returns None (no reply),
+    bytes (a reply with the request's msg_id and other header fields, not its flags) or a
+    ``Packet`` (sent as it is). One that raises is logged with its traceback on the logger
+    ``sockwire.gateway`` and counted in ``handler_errors``; the client stays. A packet with no
+    route and no default route is counted in ``unrouted`` and dropped.
+
+    ``on_disconnect(client, reason)`` gets one of ``"closed"`` (the peer closed),
+    ``"reset"`` (a connection error), ``"kicked"`` (or the reason given to ``kick``),
+    ``"idle"``, ``"slow consumer"``, ``"protocol error"`` (a bad frame, one too large, a body
+    that does not decompress), ``"authentication failed"`` (decryption failed) or
+    ``"stopped"``. Past ``max_clients`` a new connection is closed at once (counted in
+    ``rejected``; ``on_connect`` is not called). Each client has a queue of ``send_queue``
+    outgoing packets; a client that stops reading is cut as a slow consumer when it is full,
+    and no other client slows down. When handlers fall behind, the gateway stops reading
+    sockets instead of buffering without end."""
+
+    def __new__(
+        cls,
+        addr: _AddressArg,
+        format: PacketFormat | None = None,
+        *,
+        max_clients: int = 5000,
+        handler_threads: int = 1,
+        io_threads: int | None = None,
+        idle_timeout: float | None = None,
+        send_queue: int = 1024,
+        tls: TlsConfig | None = None,
+        reuse_port: bool = False,
+    ) -> Self: ...
+    def route(
+        self, *msg_ids: int
+    ) -> Callable[[Callable[[ClientInfo, Packet], Any]], Callable[[ClientInfo, Packet], Any]]:
+        """A decorator registering the handler of these msg_ids (none: the default route, for
+        packets no other route takes). A msg_id registered twice is ``ValueError``; changing
+        routes after ``start()`` is ``RuntimeError``."""
+
+    def on_connect(self, handler: Callable[[ClientInfo], Any], /) -> Callable[[ClientInfo], Any]:
+        """A decorator: ``handler(client)`` runs when a client connects, before any of its
+        packets is handled."""
+
+    def on_disconnect(
+        self, handler: Callable[[ClientInfo, str], Any], /
+    ) -> Callable[[ClientInfo, str], Any]:
+        """A decorator: ``handler(client, reason)`` runs once a client has left (see the class
+        docstring for the reasons); the client is no longer in ``clients``."""
+
+    def start(self) -> Self:
+        """Bind and start serving without blocking; return the gateway. A failed bind raises
+        ``OSError``. Starting a running gateway does nothing."""
+
+    def serve_forever(self) -> None:
+        """Start if needed, then block until ``stop()``. Ctrl-C stops the gateway gracefully,
+        then raises ``KeyboardInterrupt``."""
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop accepting and reading, let the handlers finish what was queued, send the
+        replies already queued (for at most ``timeout`` seconds), close every connection, run
+        every ``on_disconnect(..., "stopped")``, then return. Calling it again does nothing;
+        called from a handler, it returns without waiting for the thread it runs on."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_args: object) -> None: ...
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+
+    @property
+    def address(self) -> _RetAddress:
+        """The address the gateway listens on (with the port it got, for port 0);
+        ``RuntimeError`` while it is not running."""
+
+    @property
+    def clients(self) -> ClientGroup:
+        """The live group of connected clients, of at most ``max_clients``."""
+
+    @property
+    def max_clients(self) -> int:
+        """The most clients connected at once."""
+
+    @property
+    def format(self) -> PacketFormat:
+        """The packet format (``PacketFormat()`` unless given)."""
+
+    def send(
+        self, client: int | ClientInfo, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes
+    ) -> None:
+        """Queue a packet to one client: an fd (whoever is connected on it now) or a
+        ``ClientInfo`` (that connection only: once it has ended, its fd's next owner is never
+        reached). ``KeyError`` if the client is gone (or was just cut as a slow consumer)."""
+
+    def broadcast(
+        self,
+        body: ReadableBuffer,
+        msg_id: int = 0,
+        *,
+        exclude: Iterable[int | ClientInfo] | None = None,
+        **fields: int | bytes,
+    ) -> int:
+        """Queue one packet to every client but those in ``exclude`` (fds or ``ClientInfo``);
+        it is encoded once. Return how many clients it was queued to."""
+
+    def kick(self, client: int | ClientInfo, reason: str = "kicked") -> bool:
+        """Disconnect a client; ``on_disconnect`` gets ``reason``. False if it is not
+        connected."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``accepted rejected active packets_in packets_out bytes_in bytes_out
+        protocol_errors handler_errors unrouted slow_consumers idle_disconnects``."""
+
+def _at_exit() -> None:
+    """Stop every gateway still running and shut the runtime down. ``sockwire`` registers it
+    with ``atexit``, so that no thread runs Python once the interpreter finalizes."""

@@ -13,7 +13,7 @@ use super::decoder::Decoder;
 use super::gil::{codec_work, packing_releases};
 use super::packet::{value_from_py, Packet};
 use crate::error::Error;
-use crate::format::{Check, Format, Order, Role, Spec, Value};
+use crate::format::{Check, Format, Header, Order, Role, Spec, Value};
 
 /// The default limit on a body: 8 MiB.
 pub const DEFAULT_MAX_BODY: u64 = 8 << 20;
@@ -76,6 +76,7 @@ fn borrowed(pairs: &[(String, Value)]) -> Vec<(&str, Value)> {
 }
 
 /// The values `pack` was given: `flags` and user fields by their `Role::User` index.
+#[derive(Default)]
 struct HeaderArgs {
     flags: i64,
     values: Vec<Option<Value>>,
@@ -142,6 +143,22 @@ impl PacketFormat {
             args.flags,
             &args.values,
         )
+    }
+
+    /// The frame for a handler's reply: a `Packet` as it is, or a bytes-like body with the
+    /// request's msg_id and other header values (not its flags).
+    pub(crate) fn pack_reply(
+        &self,
+        out: &mut Vec<u8>,
+        reply: &Bound<'_, PyAny>,
+        request: &Header,
+    ) -> PyResult<()> {
+        if reply.cast::<Packet>().is_ok() {
+            return self.pack_item(out, reply, 0, &HeaderArgs::default());
+        }
+        let body = BytesArg::extract(reply)?;
+        let values: Vec<Option<Value>> = request.values.iter().cloned().map(Some).collect();
+        self.pack_body(reply.py(), out, body.as_slice(), request.msg_id, 0, &values)
     }
 
     /// Frames for many items, in one buffer.

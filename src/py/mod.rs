@@ -10,6 +10,7 @@ pub mod convert;
 pub mod decoder;
 pub mod errors;
 pub mod format;
+pub mod gateway;
 pub mod gil;
 pub mod packet;
 pub mod registry;
@@ -40,6 +41,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(setup::server_listener, m)?)?;
     m.add_function(wrap_pyfunction!(setup::create_client, m)?)?;
     m.add_function(wrap_pyfunction!(setup::accept_client_connect, m)?)?;
+    m.add_class::<gateway::Gateway>()?;
+    m.add_function(wrap_pyfunction!(gateway::_at_exit, m)?)?;
     unordered::<packet::Packet>(m.py())?;
     unordered::<format::PacketFormat>(m.py())?;
     unordered::<codec::Compression>(m.py())?;

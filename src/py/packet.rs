@@ -105,9 +105,22 @@ impl Packet {
 
     fn same_header(&self, other: &Packet) -> bool {
         self.header_pairs().count() == other.header_pairs().count()
-            && self
-                .header_pairs()
-                .all(|(name, value)| other.header_pairs().any(|(n, v)| n == name && v == value))
+            && self.header_pairs().all(|(name, value)| {
+                other
+                    .header_pairs()
+                    .any(|(n, v)| n == name && same_value(v, value))
+            })
+    }
+}
+
+/// Header values compare as Python sees them: 5 is 5 whether it came in as a signed or an
+/// unsigned field (a decoded `H` field and `Packet(..., room=5)` must be equal).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(i), Value::UInt(u)) | (Value::UInt(u), Value::Int(i)) => {
+            u64::try_from(*i).is_ok_and(|i| i == *u)
+        }
+        _ => a == b,
     }
 }
 

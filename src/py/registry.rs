@@ -1,7 +1,7 @@
 //! `ClientInfo` and `ClientGroup`: the seed's client registry over [`crate::registry`].
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
@@ -9,8 +9,20 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::convert::{address_value, type_name};
 use super::socket::Socket;
-use crate::registry::{ClientRecord, Registry};
+use crate::registry::{ClientData, ClientRecord, Registry};
 use crate::setup;
+
+/// What a registration keeps for Python: the client's `state` dict, made on first use and
+/// the same object for as long as the registration lives.
+#[derive(Default)]
+pub struct ClientState {
+    state: OnceLock<Py<PyDict>>,
+}
+
+/// A fresh [`ClientState`], as every registration made from Python gets.
+pub fn client_data() -> ClientData {
+    Arc::new(ClientState::default())
+}
 
 #[doc = pydoc!("ClientInfo")]
 #[pyclass(module = "sockwire", name = "ClientInfo", frozen)]
@@ -44,6 +56,26 @@ impl ClientInfo {
     #[getter]
     fn connected_at(&self) -> f64 {
         self.inner.connected_at
+    }
+
+    #[doc = pydoc!("ClientInfo.state")]
+    #[getter]
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let state = self
+            .inner
+            .data
+            .as_ref()
+            .and_then(|d| d.downcast_ref::<ClientState>())
+            .ok_or_else(|| {
+                pyo3::exceptions::PyAttributeError::new_err(
+                    "this client was registered without a state",
+                )
+            })?;
+        Ok(state
+            .state
+            .get_or_init(|| PyDict::new(py).unbind())
+            .bind(py)
+            .clone())
     }
 
     fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -150,8 +182,10 @@ impl ClientGroup {
     fn add(&self, sock: &Bound<'_, PyAny>) -> PyResult<ClientInfo> {
         let peer = peer_of(sock)?;
         let record = match sock.cast::<Socket>() {
-            Ok(s) => setup::register(&self.inner, s.get().sock(), peer)?,
-            Err(_) => self.inner.add(fd_of(sock)?, peer)?,
+            Ok(s) => setup::register(&self.inner, s.get().sock(), peer, Some(client_data()))?,
+            Err(_) => self
+                .inner
+                .add_with(fd_of(sock)?, peer, Some(client_data()))?,
         };
         Ok(info(record))
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::convert::{address_arg, resolve, timeout_arg};
 use super::gil::detached;
-use super::registry::ClientGroup;
+use super::registry::{client_data, ClientGroup};
 use super::socket::{default_timeout, Socket};
 use super::tls::TlsConfig;
 use crate::registry::Registry;
@@ -45,6 +45,18 @@ fn family_of(addr: &Bound<'_, PyAny>) -> i32 {
     }
 }
 
+/// The address a listener binds: `("", port)` is every IPv4 interface, a host with a colon
+/// (or a 4-tuple) IPv6, as the stdlib reads them.
+pub(crate) fn listen_address(
+    py: Python<'_>,
+    addr: &Bound<'_, PyAny>,
+    caller: &str,
+) -> PyResult<std::net::SocketAddr> {
+    let family = family_of(addr);
+    let hp = address_arg(family, addr, caller)?;
+    resolve(py, family, &hp)
+}
+
 #[pymethods]
 impl Listener {
     #[new]
@@ -60,9 +72,7 @@ impl Listener {
         if max == 0 {
             return Err(PyValueError::new_err("max must be at least 1"));
         }
-        let family = family_of(addr);
-        let hp = address_arg(family, addr, "server_listener")?;
-        let sockaddr = resolve(py, family, &hp)?;
+        let sockaddr = listen_address(py, addr, "server_listener")?;
         let sock = setup::listen(&sockaddr, max, reuse_port)?;
         let clients = Py::new(
             py,
@@ -197,7 +207,7 @@ pub fn accept_client_connect<'py>(
     let registry = &listener.get().clients.get().inner;
     let tls = listener.get().tls.as_ref();
     let stream = detached(py, |on_signal| {
-        setup::accept_client(base.sock(), registry, tls, on_signal)
+        setup::accept_client(base.sock(), registry, Some(client_data()), tls, on_signal)
     })?;
     Bound::new(py, Socket::adopt_stream(py, stream)?)
 }
