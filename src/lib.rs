@@ -11,6 +11,7 @@ pub mod error;
 pub mod format;
 pub mod framed;
 pub mod gateway;
+pub mod load;
 pub mod registry;
 pub mod repr;
 pub mod runtime;

@@ -29,6 +29,7 @@ __all__ = [
     "Socket",
     "TlsConfig",
     "_at_exit",
+    "_load",
     "accept_client_connect",
     "connect",
     "create_client",
@@ -797,3 +798,23 @@ class Gateway:
 def _at_exit() -> None:
     """Stop every gateway still running and shut the runtime down. ``sockwire`` registers it
     with ``atexit``, so that no thread runs Python once the interpreter finalizes."""
+
+def _load(
+    addr: _AddressArg,
+    format: PacketFormat | None = None,
+    *,
+    clients: int = 100,
+    in_flight: int = 1,
+    requests: int | None = None,
+    duration: float | None = None,
+    body_size: int = 64,
+    msg_id: int = 0,
+    expect_echo: bool = False,
+    timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+) -> dict[str, Any]:
+    """The core load driver, for the benchmarks: ``clients`` connections each keeping
+    ``in_flight`` requests of ``body_size`` bytes outstanding, for ``requests`` in all or
+    ``duration`` seconds. Returns ``connected failed_connects sent received errors duration
+    throughput latency`` (``p50 p90 p99 p999 max mean``, seconds). Private: ``sockwire.swarm``
+    is its public face."""

@@ -3,17 +3,27 @@
 //!
 //! A connection waits when its thread's queue is full, and stops reading meanwhile: when
 //! handlers fall behind, the gateway stops reading sockets instead of buffering without end.
+//!
+//! A waiting handler thread is woken once per busy period of the runtime worker that queued
+//! events for it (see [`runtime::wake_when_idle`]), or at once past [`WAKE_AT`] events, not
+//! once per event: the handler then takes a batch per GIL acquisition.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::session::{Reason, Session};
 use crate::framed::Packet;
+use crate::runtime;
 
 /// Events queued per handler thread before connections wait (each event holds what one read
 /// decoded, so this bounds the packets waiting for handlers too).
-pub const QUEUE_EVENTS: usize = 256;
+pub const QUEUE_EVENTS: usize = 1024;
+
+/// Events queued that wake a waiting handler thread at once, without waiting for the runtime
+/// worker to run out of work (it may never, under load).
+pub const WAKE_AT: usize = 64;
 
 /// What a handler thread is given to do.
 #[derive(Debug)]
@@ -57,20 +67,65 @@ impl Drop for Departure {
     }
 }
 
+#[derive(Debug, Default)]
+struct State {
+    events: VecDeque<Event>,
+    /// The handler thread is waiting for events.
+    waiting: bool,
+    /// A wake-up is on its way (at once, or when the worker parks).
+    wake_pending: bool,
+}
+
+/// One handler thread's queue.
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<State>,
+    /// The handler thread waits here.
+    ready: Condvar,
+    /// Connections wait here for room.
+    room: Notify,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `event` if there is room (`Err` gives it back); arranges the wake-up.
+    fn push(self: &Arc<Self>, event: Event, limit: usize) -> Result<(), Event> {
+        let mut state = self.lock();
+        if state.events.len() >= limit {
+            return Err(event);
+        }
+        state.events.push_back(event);
+        if state.waiting && !state.wake_pending {
+            state.wake_pending = true;
+            let defer = state.events.len() < WAKE_AT;
+            drop(state);
+            if !(defer && runtime::wake_when_idle(self.clone())) {
+                self.ready.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl runtime::Wake for Queue {
+    fn wake(&self) {
+        self.ready.notify_one();
+    }
+}
+
 /// The sending side: one queue per handler thread.
 #[derive(Debug)]
 pub(super) struct Dispatch {
-    queues: Vec<mpsc::Sender<Event>>,
+    queues: Vec<Arc<Queue>>,
 }
 
 impl Dispatch {
     pub(super) fn new(threads: usize) -> (Dispatch, Vec<Inbox>) {
-        let (queues, inboxes) = (0..threads.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(QUEUE_EVENTS);
-                (tx, Inbox { rx })
-            })
-            .unzip();
+        let queues: Vec<Arc<Queue>> = (0..threads.max(1)).map(|_| Arc::default()).collect();
+        let inboxes = queues.iter().map(|q| Inbox { queue: q.clone() }).collect();
         (Dispatch { queues }, inboxes)
     }
 
@@ -79,37 +134,52 @@ impl Dispatch {
     }
 
     /// Queues `event` for handler thread `thread`, waiting while its queue is full.
-    pub(super) async fn send(&self, thread: usize, event: Event) {
-        // The receiving side only goes away after Shutdown, which comes after every client.
-        let _ = self.queues[thread].send(event).await;
+    pub(super) async fn send(&self, thread: usize, mut event: Event) {
+        let queue = &self.queues[thread];
+        loop {
+            let room = queue.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable(); // registered before the check: no wake-up is missed
+            match queue.push(event, QUEUE_EVENTS) {
+                Ok(()) => return,
+                Err(back) => event = back,
+            }
+            room.await;
+        }
     }
 
-    /// Queues `event` from outside the runtime (`stop()` sending Shutdown).
-    pub(super) fn send_blocking(&self, thread: usize, event: Event) {
-        let _ = self.queues[thread].blocking_send(event);
+    /// Queues `event` from outside the runtime, past the limit (`stop()` sending Shutdown).
+    pub(super) fn send_now(&self, thread: usize, event: Event) {
+        let queue = &self.queues[thread];
+        let _ = queue.push(event, usize::MAX);
+        queue.ready.notify_one();
     }
 }
 
 /// A handler thread's side of its queue.
 #[derive(Debug)]
 pub struct Inbox {
-    rx: mpsc::Receiver<Event>,
+    queue: Arc<Queue>,
 }
 
 impl Inbox {
     /// Blocks the calling thread (never a runtime thread) until there are events, then moves
-    /// up to `max` of them into `out`. False once the gateway has shut this queue down.
-    pub fn next_batch(&mut self, max: usize, out: &mut Vec<Event>) -> bool {
-        let Some(first) = self.rx.blocking_recv() else {
-            return false;
-        };
-        out.push(first);
-        while out.len() < max {
-            match self.rx.try_recv() {
-                Ok(event) => out.push(event),
-                Err(_) => break,
-            }
+    /// up to `max` of them into `out`.
+    pub fn next_batch(&mut self, max: usize, out: &mut Vec<Event>) {
+        let queue = &self.queue;
+        let mut state = queue.lock();
+        while state.events.is_empty() {
+            state.waiting = true;
+            state.wake_pending = false;
+            state = queue.ready.wait(state).unwrap_or_else(|p| p.into_inner());
         }
-        true
+        state.waiting = false;
+        let was_full = state.events.len() >= QUEUE_EVENTS;
+        let n = state.events.len().min(max);
+        out.extend(state.events.drain(..n));
+        drop(state);
+        if was_full {
+            queue.room.notify_waiters();
+        }
     }
 }

@@ -263,7 +263,7 @@ impl Gateway {
     /// Tells every handler thread to end once it has handled what is queued.
     pub fn shut_handlers(&self) {
         for thread in 0..self.shared.dispatch.threads() {
-            self.shared.dispatch.send_blocking(thread, Event::Shutdown);
+            self.shared.dispatch.send_now(thread, Event::Shutdown);
         }
     }
 }
@@ -315,7 +315,8 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut log = Vec::new();
                     let mut batch = Vec::new();
-                    while inbox.next_batch(64, &mut batch) {
+                    loop {
+                        inbox.next_batch(64, &mut batch);
                         for event in batch.drain(..) {
                             match event {
                                 Event::Connected(s) => log.push(format!("connect {}", s.fd())),
@@ -336,7 +337,6 @@ mod tests {
                             }
                         }
                     }
-                    log
                 })
             })
             .collect()

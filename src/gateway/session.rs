@@ -97,27 +97,37 @@ impl Session {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a frame for the client. A full queue ends the connection as a slow consumer: a
-    /// client that stops reading must not make the gateway buffer without end.
+    /// Queues a frame for the client and wakes its connection. A full queue ends the
+    /// connection as a slow consumer: a client that stops reading must not make the gateway
+    /// buffer without end.
     pub fn send(&self, frame: Bytes) -> Sent {
+        let (sent, wake) = self.queue(frame);
+        if wake {
+            self.wake();
+        }
+        sent
+    }
+
+    /// [`Session::send`] without the wake-up, for a caller that queues a batch of frames and
+    /// then wakes each connection once; the bool says whether this one needs [`Session::wake`].
+    pub fn queue(&self, frame: Bytes) -> (Sent, bool) {
         let mut out = self.out();
         if out.closed || out.end.is_some() {
-            return Sent::Gone;
+            return (Sent::Gone, false);
         }
         if out.frames.len() >= self.limit {
             out.end = Some(Reason::SlowConsumer);
-            drop(out);
-            self.wake.notify_one();
-            return Sent::SlowConsumer;
+            return (Sent::SlowConsumer, true);
         }
         let was_empty = out.frames.is_empty();
         out.frames.push_back(frame);
-        drop(out);
-        if was_empty {
-            // One wake-up per batch: the writer takes every frame queued by then.
-            self.wake.notify_one();
-        }
-        Sent::Queued
+        // The writer takes every frame queued by the time it runs: one wake-up is enough.
+        (Sent::Queued, was_empty)
+    }
+
+    /// Wakes the connection's task (frames to write, or the connection is to end).
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Ends the connection with `reason`; false if it has already ended (or is ending).

@@ -256,15 +256,19 @@ fn handler_thread(gateway: usize, handlers: &Handlers, mut inbox: Inbox) {
     Python::attach(|py| {
         let mut clients: HashMap<u64, Py<ClientInfo>> = HashMap::new();
         let mut batch = Vec::with_capacity(BATCH);
+        let mut woken: Vec<Arc<Session>> = Vec::new();
         loop {
-            let open = py.detach(|| inbox.next_batch(BATCH, &mut batch));
+            py.detach(|| {
+                // The replies of the last batch go out: one wake-up per connection.
+                for session in woken.drain(..) {
+                    session.wake();
+                }
+                inbox.next_batch(BATCH, &mut batch);
+            });
             for event in batch.drain(..) {
-                if !handle(py, handlers, &mut clients, event) {
+                if !handle(py, handlers, &mut clients, &mut woken, event) {
                     return;
                 }
-            }
-            if !open {
-                return;
             }
         }
     });
@@ -289,11 +293,13 @@ fn client_info<'py>(
     Ok(info)
 }
 
-/// Runs the handlers an event calls for; false on `Shutdown`.
+/// Runs the handlers an event calls for; false on `Shutdown`. Connections with replies to
+/// write are added to `woken`.
 fn handle(
     py: Python<'_>,
     handlers: &Handlers,
     clients: &mut HashMap<u64, Py<ClientInfo>>,
+    woken: &mut Vec<Arc<Session>>,
     event: Event,
 ) -> bool {
     match event {
@@ -307,8 +313,12 @@ fn handle(
             }
         }
         Event::Packets(session, packets) => {
+            let mut wake = false;
             for packet in packets {
-                handle_packet(py, handlers, clients, &session, packet);
+                wake |= handle_packet(py, handlers, clients, &session, packet);
+            }
+            if wake {
+                woken.push(session);
             }
         }
         Event::Drained(_mark) => {} // dropping it says this client's queue is done
@@ -327,18 +337,19 @@ fn handle(
     true
 }
 
+/// Runs a packet's handler and queues its reply; true if the connection needs a wake-up.
 fn handle_packet(
     py: Python<'_>,
     handlers: &Handlers,
     clients: &mut HashMap<u64, Py<ClientInfo>>,
     session: &Session,
     packet: CorePacket,
-) {
+) -> bool {
     let routes = &handlers.routes;
     let msg_id = packet.header.msg_id;
     let Some(handler) = routes.by_id.get(&msg_id).or(routes.default.as_ref()) else {
         handlers.stats.unrouted.fetch_add(1, Ordering::Relaxed);
-        return;
+        return false;
     };
     let format = handlers.format.get();
     let request = packet.header.clone();
@@ -349,25 +360,19 @@ fn handle_packet(
     let reply = match result {
         Ok(reply) => reply,
         Err(err) => {
-            handler_error(
-                py,
-                handlers,
-                &format!("the handler for msg_id {msg_id}"),
-                err,
-            );
-            return;
+            let what = format!("the handler for msg_id {msg_id}");
+            handler_error(py, handlers, &what, err);
+            return false;
         }
     };
     if reply.is_none() {
-        return;
+        return false;
     }
     let mut frame = Vec::new();
     match format.pack_reply(&mut frame, &reply, &request) {
-        Ok(()) => {
-            // A full queue cuts the client as a slow consumer; a client gone meanwhile gets
-            // nothing: neither is the handler's error.
-            let _: Sent = session.send(Bytes::from(frame));
-        }
+        // A full queue cuts the client as a slow consumer; a client gone meanwhile gets
+        // nothing: neither is the handler's error.
+        Ok(()) => session.queue(Bytes::from(frame)).1,
         Err(err) => {
             let err = if err.is_instance_of::<PyTypeError>(py) {
                 PyTypeError::new_err(format!(
@@ -378,6 +383,7 @@ fn handle_packet(
                 err
             };
             handler_error(py, handlers, &format!("the reply to msg_id {msg_id}"), err);
+            false
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod errors;
 pub mod format;
 pub mod gateway;
 pub mod gil;
+pub mod load;
 pub mod packet;
 pub mod registry;
 pub mod setup;
@@ -43,6 +44,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(setup::accept_client_connect, m)?)?;
     m.add_class::<gateway::Gateway>()?;
     m.add_function(wrap_pyfunction!(gateway::_at_exit, m)?)?;
+    m.add_function(wrap_pyfunction!(load::_load, m)?)?;
     unordered::<packet::Packet>(m.py())?;
     unordered::<format::PacketFormat>(m.py())?;
     unordered::<codec::Compression>(m.py())?;
