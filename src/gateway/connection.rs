@@ -21,10 +21,9 @@ use super::dispatch::{Departure, DrainMark, Event};
 use super::session::{Reason, Session};
 use super::stats::add;
 use super::Shared;
-use crate::decoder::{Decoder, Event as Decoded};
+use crate::decoder::Decoder;
 use crate::error::Error;
-use crate::format::Format;
-use crate::framed::Packet;
+use crate::framed::{decode_packets, Packet};
 
 /// How much one read takes from the socket.
 const READ_SIZE: usize = 64 * 1024;
@@ -70,7 +69,7 @@ impl Conn {
     }
 
     /// Reads what the socket has, decodes it, and appends the packets to `batch`.
-    fn read(&mut self, format: &Format, batch: &mut Vec<Packet>) -> io::Result<Got> {
+    fn read(&mut self, batch: &mut Vec<Packet>) -> io::Result<Got> {
         READ_BUF.with_borrow_mut(|buf| {
             let n = match self.stream.try_read(buf) {
                 Ok(0) => return Ok(Got::Eof),
@@ -79,9 +78,9 @@ impl Conn {
                 Err(e) => return Err(e),
             };
             let bad = match self.tls.as_deref_mut() {
-                None => decode(&mut self.decoder, format, &buf[..n], batch),
+                None => decode(&mut self.decoder, &buf[..n], batch),
                 Some(tls) => {
-                    let bad = tls_decode(tls, &mut self.decoder, format, &buf[..n], batch);
+                    let bad = tls_decode(tls, &mut self.decoder, &buf[..n], batch);
                     tls_records(tls, &mut self.records, &mut self.records_written);
                     bad
                 }
@@ -161,26 +160,14 @@ impl Conn {
 
 /// Decodes `data` into `batch`; the reason to cut the client if a frame was bad (the packets
 /// before it are kept: nothing that arrived whole is lost).
-fn decode(
-    decoder: &mut Decoder,
-    format: &Format,
-    data: &[u8],
-    batch: &mut Vec<Packet>,
-) -> Option<Reason> {
+fn decode(decoder: &mut Decoder, data: &[u8], batch: &mut Vec<Packet>) -> Option<Reason> {
     let mut bad = None;
-    decoder.feed(data, |event| {
+    decode_packets(decoder, data, |packet| {
         if bad.is_some() {
             return; // nothing after a bad frame is trusted
         }
-        let opened = match event {
-            Decoded::Frame { frame, body_start } => format.open(frame, body_start),
-            Decoded::Bad(e) => Err(e),
-        };
-        match opened {
-            Ok((header, body)) => batch.push(Packet {
-                header,
-                body: body.into_owned(),
-            }),
+        match packet {
+            Ok(packet) => batch.push(packet),
             Err(Error::Authentication(_)) => bad = Some(Reason::AuthenticationFailed),
             Err(_) => bad = Some(Reason::ProtocolError),
         }
@@ -192,7 +179,6 @@ fn decode(
 fn tls_decode(
     tls: &mut ServerConnection,
     decoder: &mut Decoder,
-    format: &Format,
     mut data: &[u8],
     batch: &mut Vec<Packet>,
 ) -> Option<Reason> {
@@ -204,7 +190,7 @@ fn tls_decode(
             match tls.reader().read(plain) {
                 Ok(0) => break None,
                 Ok(n) => {
-                    if let Some(bad) = decode(decoder, format, &plain[..n], batch) {
+                    if let Some(bad) = decode(decoder, &plain[..n], batch) {
                         break Some(bad);
                     }
                 }
@@ -285,7 +271,6 @@ pub(super) async fn serve(
 /// The connection's life; returns why it ended.
 async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> Reason {
     let mut stop = shared.stop.subscribe();
-    let format = shared.config.format.clone();
     let idle = shared.config.idle_timeout;
     let far = Instant::now() + std::time::Duration::from_secs(86400 * 365);
     let sleep = sleep_until(idle.map_or(far, |d| Instant::now() + d));
@@ -314,7 +299,7 @@ async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> R
                 }
             }
             ready = conn.stream.readable() => {
-                let got = ready.and_then(|()| conn.read(&format, &mut batch));
+                let got = ready.and_then(|()| conn.read(&mut batch));
                 match got {
                     Ok(Got::Nothing) => {}
                     Ok(Got::Eof) => return Reason::Closed,

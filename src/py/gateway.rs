@@ -36,6 +36,9 @@ use crate::socket::Timeout;
 /// Events a handler thread takes per GIL acquisition at most.
 const BATCH: usize = 256;
 
+/// Room a reply frame starts with: a small reply is written without growing its buffer.
+const REPLY_CAPACITY: usize = 256;
+
 /// The handlers, fixed once the gateway starts.
 #[derive(Default)]
 struct Routes {
@@ -313,9 +316,16 @@ fn handle(
             }
         }
         Event::Packets(session, packets) => {
+            let info = match client_info(py, clients, &session) {
+                Ok(info) => info,
+                Err(err) => {
+                    handler_error(py, handlers, "making the ClientInfo", err);
+                    return true;
+                }
+            };
             let mut wake = false;
             for packet in packets {
-                wake |= handle_packet(py, handlers, clients, &session, packet);
+                wake |= handle_packet(py, handlers, &info, &session, packet);
             }
             if wake {
                 woken.push(session);
@@ -341,7 +351,7 @@ fn handle(
 fn handle_packet(
     py: Python<'_>,
     handlers: &Handlers,
-    clients: &mut HashMap<u64, Py<ClientInfo>>,
+    info: &Bound<'_, ClientInfo>,
     session: &Session,
     packet: CorePacket,
 ) -> bool {
@@ -353,10 +363,8 @@ fn handle_packet(
     };
     let format = handlers.format.get();
     let request = packet.header.clone();
-    let result = client_info(py, clients, session).and_then(|info| {
-        let packet = Packet::from_core(py, &format.inner, packet)?;
-        handler.bind(py).call1((info, packet))
-    });
+    let result = Packet::from_core(py, &format.inner, packet)
+        .and_then(|packet| handler.bind(py).call1((info, packet)));
     let reply = match result {
         Ok(reply) => reply,
         Err(err) => {
@@ -368,7 +376,7 @@ fn handle_packet(
     if reply.is_none() {
         return false;
     }
-    let mut frame = Vec::new();
+    let mut frame = Vec::with_capacity(REPLY_CAPACITY);
     match format.pack_reply(&mut frame, &reply, &request) {
         // A full queue cuts the client as a slow consumer; a client gone meanwhile gets
         // nothing: neither is the handler's error.
