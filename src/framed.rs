@@ -403,7 +403,7 @@ mod tests {
         peer.shutdown(libc::SHUT_WR).unwrap();
         let wait = Wait::Blocking;
         assert_eq!(
-            framed.recv(&stream, wait, &mut no_signals).unwrap().body,
+            &framed.recv(&stream, wait, &mut no_signals).unwrap().body[..],
             b"whole"
         );
         assert!(matches!(
