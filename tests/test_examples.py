@@ -13,6 +13,13 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 EXPECT = {
     "seed_walkthrough.py": ["registry: 3 of 4 clients", "turned away:", "closing everything: 0"],
     "sticky_packets.py": ["client: 10 writes, 5000 bytes", "the write boundaries are gone"],
+    "chat_gateway.py": [
+        "bob <- alice: hello, everyone",
+        "alice <- kicked carol",
+        "carol was disconnected",
+        "bob <- carol left (kicked by alice)",
+        "gateway stopped",
+    ],
     "framed_echo.py": ["reply msg_id=1001 b'ALICE:SECRET'", "20 replies in order", "server done"],
     "secure_chat.py": ["alice <- welcome, alice", "(zstd, then sealed)", "refused a client"],
     "tls_echo.py": [
@@ -74,6 +81,7 @@ def test_no_command_prints_help_and_fails():
         ("bench_socket.py", "(2) bulk"),
         ("bench_packets.py", "(c) request/response"),
         ("bench_codecs.py", "(4) TLS bulk"),
+        ("bench_gateway.py", "(4) 200 new connections"),
     ],
 )
 def test_benchmark_smoke(script, marker):

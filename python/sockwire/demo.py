@@ -157,6 +157,37 @@ def codecs() -> None:
         print(f"    one flipped bit: AuthenticationError: {exc}")
 
 
+def gateway() -> None:
+    _step(10, "a Gateway: 300 clients on tokio, Python handlers on a work thread, a broadcast")
+    fmt = sw.PacketFormat("!IH", ("length", "msg_id"))
+    gw = sw.Gateway(("127.0.0.1", 0), fmt, max_clients=1000)
+
+    @gw.route(1)
+    def login(client: sw.ClientInfo, packet: sw.Packet) -> bytes:
+        client.state["name"] = packet.body.decode()
+        return b"welcome " + packet.body
+
+    with gw:
+        conns = [sw.connect(gw.address, fmt, timeout=10) for _ in range(300)]
+        for i, conn in enumerate(conns):
+            conn.send(f"player{i}".encode(), msg_id=1)
+        replies = [conn.recv().body for conn in conns]
+        print(f"    300 logins answered; the last: {replies[-1]!r}")
+        print(f"    gw.clients holds {len(gw.clients)}; one of them: {next(iter(gw.clients))}")
+        reached = gw.broadcast(b"server restarts in 5 minutes", msg_id=9)
+        got = [conn.recv() for conn in conns]
+        print(f"    broadcast queued to {reached} clients; all got {got[0]}")
+        stats = gw.stats()
+        print(
+            "    stats():",
+            ", ".join(
+                f"{k}={stats[k]}" for k in ("accepted", "active", "packets_in", "packets_out")
+            ),
+        )
+        for conn in conns:
+            conn.close()
+
+
 def main() -> int:
     print(f"sockwire {sw.__version__} demo: the seed recipe on loopback")
     socket_options()
@@ -164,5 +195,6 @@ def main() -> int:
     sticky_packets()
     framing()
     codecs()
+    gateway()
     print("\ndone.")
     return 0
