@@ -92,19 +92,31 @@ impl Registry {
         addr: SocketAddr,
         data: Option<ClientData>,
     ) -> Result<ClientRecord> {
+        self.add_made(fd, addr, |_| data)
+    }
+
+    /// [`Registry::add`], keeping with the registration the data `make` makes from its record
+    /// (which `make` sees without data); `make` runs only if the client is admitted.
+    pub fn add_made(
+        &self,
+        fd: i32,
+        addr: SocketAddr,
+        make: impl FnOnce(&ClientRecord) -> Option<ClientData>,
+    ) -> Result<ClientRecord> {
         let mut clients = self.lock();
         if let Some(max) = self.max {
             if clients.len() >= max && !clients.contains_key(&fd) {
                 return Err(Error::ServerFull { max });
             }
         }
-        let record = ClientRecord {
+        let mut record = ClientRecord {
             fd,
             addr,
             connected_at: now(),
             token: self.next_token.fetch_add(1, Ordering::Relaxed),
-            data,
+            data: None,
         };
+        record.data = make(&record);
         clients.insert(fd, record.clone());
         Ok(record)
     }
@@ -153,6 +165,14 @@ impl Registry {
 
     pub fn contains(&self, fd: i32) -> bool {
         self.lock().contains_key(&fd)
+    }
+
+    /// The data kept with every registration that has some.
+    pub fn all_data(&self) -> Vec<ClientData> {
+        self.lock()
+            .values()
+            .filter_map(|r| r.data.clone())
+            .collect()
     }
 
     /// A copy of every record, in registration order.

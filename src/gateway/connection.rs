@@ -8,14 +8,16 @@
 //! same readiness loop.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::future::{poll_fn, Future};
+use std::io::{self, Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
-use bytes::Bytes;
 use rustls::ServerConnection;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::dispatch::{Departure, DrainMark, Event};
 use super::session::{Reason, Session};
@@ -27,9 +29,6 @@ use crate::framed::{decode_packets, Packet};
 
 /// How much one read takes from the socket.
 const READ_SIZE: usize = 64 * 1024;
-
-/// Frames written with one system call at most (`IOV_MAX` is 1024 on Linux).
-const WRITE_FRAMES: usize = 64;
 
 thread_local! {
     /// Where reads land (and, for TLS, ciphertext): one per runtime thread, used between two
@@ -52,20 +51,26 @@ enum Got {
 /// The connection's state between awaits.
 struct Conn {
     stream: TcpStream,
-    tls: Option<Box<ServerConnection>>,
+    /// Boxed: a plain connection pays one pointer for it.
+    tls: Option<Box<Tls>>,
     decoder: Decoder,
-    /// Frames taken from the session, not yet written (plain connections).
-    pending: VecDeque<Bytes>,
-    /// Bytes of `pending`'s first frame already written.
-    written: usize,
-    /// TLS records not yet written, and how much of them was.
+}
+
+/// A TLS connection's own state.
+struct Tls {
+    session: ServerConnection,
+    /// Plaintext taken from the gateway's session, and the records not yet written.
+    plain: Vec<u8>,
     records: Vec<u8>,
     records_written: usize,
 }
 
 impl Conn {
-    fn has_output(&self) -> bool {
-        !self.pending.is_empty() || self.records_written < self.records.len()
+    fn has_output(&self, session: &Session) -> bool {
+        match &self.tls {
+            None => session.has_output(),
+            Some(tls) => tls.records_written < tls.records.len() || session.has_output(),
+        }
     }
 
     /// Reads what the socket has, decodes it, and appends the packets to `batch`.
@@ -80,8 +85,8 @@ impl Conn {
             let bad = match self.tls.as_deref_mut() {
                 None => decode(&mut self.decoder, &buf[..n], batch),
                 Some(tls) => {
-                    let bad = tls_decode(tls, &mut self.decoder, &buf[..n], batch);
-                    tls_records(tls, &mut self.records, &mut self.records_written);
+                    let bad = tls_decode(&mut tls.session, &mut self.decoder, &buf[..n], batch);
+                    tls.queue_records();
                     bad
                 }
             };
@@ -89,71 +94,54 @@ impl Conn {
         })
     }
 
-    /// Takes frames into the TLS session (plain connections keep them in `pending`).
-    fn seal_pending(&mut self, shared: &Shared) {
+    /// TLS: takes the session's queued bytes into the TLS session, as records to write.
+    fn seal(&mut self, session: &Session) {
         if let Some(tls) = self.tls.as_deref_mut() {
-            let frames = self.pending.len();
-            for frame in self.pending.drain(..) {
-                let _ = tls.writer().write_all(&frame);
+            session.take_bytes(&mut tls.plain);
+            if !tls.plain.is_empty() {
+                let _ = tls.session.writer().write_all(&tls.plain);
+                tls.plain.clear();
+                tls.queue_records();
             }
-            add(&shared.stats.packets_out, frames as u64);
-            tls_records(tls, &mut self.records, &mut self.records_written);
         }
     }
 
-    /// Writes what the socket takes now: queued frames in one vectored write, or TLS records.
-    fn write(&mut self, shared: &Shared) -> io::Result<()> {
-        if self.tls.is_some() {
-            let n = match self.stream.try_write(&self.records[self.records_written..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+    /// Writes what the socket takes now: the session's bytes, or TLS records.
+    fn write(&mut self, shared: &Shared, session: &Session) -> io::Result<()> {
+        if self.tls.is_none() {
+            let written = self
+                .stream
+                .try_io(Interest::WRITABLE, || session.write_queued());
+            return match written {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                Err(e) => Err(e),
             };
-            self.records_written += n;
-            add(&shared.stats.bytes_out, n as u64);
-            if self.records_written == self.records.len() {
-                self.records.clear();
-                self.records_written = 0;
-            }
-            return Ok(());
         }
-        let mut slices: [IoSlice<'_>; WRITE_FRAMES] = [IoSlice::new(&[]); WRITE_FRAMES];
-        let mut count = 0;
-        for (i, frame) in self.pending.iter().take(WRITE_FRAMES).enumerate() {
-            let skip = if i == 0 { self.written } else { 0 };
-            slices[i] = IoSlice::new(&frame[skip..]);
-            count += 1;
-        }
-        let mut n = match self.stream.try_write_vectored(&slices[..count]) {
+        let tls = self.tls.as_deref_mut().expect("checked above");
+        let n = match self.stream.try_write(&tls.records[tls.records_written..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => return Err(e),
         };
+        tls.records_written += n;
         add(&shared.stats.bytes_out, n as u64);
-        let mut done = 0;
-        while let Some(front) = self.pending.front() {
-            let left = front.len() - self.written;
-            if n < left {
-                self.written += n;
-                break;
-            }
-            n -= left;
-            self.written = 0;
-            self.pending.pop_front();
-            done += 1;
+        if tls.records_written == tls.records.len() {
+            tls.records.clear();
+            tls.records_written = 0;
         }
-        add(&shared.stats.packets_out, done);
         Ok(())
     }
 
     /// One last write that does not wait (a client being closed gets what fits).
-    fn write_last(&mut self, shared: &Shared) {
+    fn write_last(&mut self, shared: &Shared, session: &Session) {
+        self.seal(session);
         if let Some(tls) = self.tls.as_deref_mut() {
-            tls.send_close_notify();
-            tls_records(tls, &mut self.records, &mut self.records_written);
+            tls.session.send_close_notify();
+            tls.queue_records();
         }
-        if self.has_output() {
-            let _ = self.write(shared);
+        if self.has_output(session) {
+            let _ = self.write(shared, session);
         }
     }
 }
@@ -204,15 +192,17 @@ fn tls_decode(
     None
 }
 
-/// Moves the records rustls has queued (handshake, frames, alerts) into `records`.
-fn tls_records(tls: &mut ServerConnection, records: &mut Vec<u8>, written: &mut usize) {
-    if *written > 0 && *written == records.len() {
-        records.clear();
-        *written = 0;
-    }
-    while tls.wants_write() {
-        if tls.write_tls(records).is_err() {
-            break;
+impl Tls {
+    /// Moves the records rustls has queued (handshake, frames, alerts) into `records`.
+    fn queue_records(&mut self) {
+        if self.records_written > 0 && self.records_written == self.records.len() {
+            self.records.clear();
+            self.records_written = 0;
+        }
+        while self.session.wants_write() {
+            if self.session.write_tls(&mut self.records).is_err() {
+                break;
+            }
         }
     }
 }
@@ -234,23 +224,26 @@ pub(super) async fn serve(
 ) {
     let mut conn = Conn {
         stream,
-        tls,
+        tls: tls.map(|session| {
+            Box::new(Tls {
+                session: *session,
+                plain: Vec::new(),
+                records: Vec::new(),
+                records_written: 0,
+            })
+        }),
         decoder: Decoder::new(shared.config.format.clone()),
-        pending: VecDeque::new(),
-        written: 0,
-        records: Vec::new(),
-        records_written: 0,
     };
     let reason = run(&shared, &session, &mut conn).await;
+    if matches!(reason, Reason::Kicked(_) | Reason::Stopped) {
+        conn.write_last(&shared, &session);
+    }
+    // Nobody writes to the socket any more, and it leaves the group before its fd can be
+    // reused by the next accept.
     session.close();
-    // Out of the group before the fd can be reused by the next accept.
     shared
         .clients
         .remove_registration(session.fd(), session.token());
-    shared.forget(session.token());
-    if matches!(reason, Reason::Kicked(_) | Reason::Stopped) {
-        conn.write_last(&shared);
-    }
     drop(conn); // closes the socket
     match reason {
         Reason::Idle => add(&shared.stats.idle_disconnects, 1),
@@ -268,13 +261,53 @@ pub(super) async fn serve(
         .await;
 }
 
+/// What the connection's task woke up for.
+enum Wake {
+    /// Its signal: bytes queued, an end set, the stop, or its handlers drained.
+    Signal,
+    Writable(io::Result<()>),
+    Readable(io::Result<()>),
+    Idle,
+}
+
+/// Waits for the next thing to do. Polls the socket's readiness directly rather than through
+/// `select!` over stored futures: nothing but references lives in this future, so an idle
+/// connection's task stays small.
+async fn next_wake(
+    session: &Session,
+    conn: &Conn,
+    sleep: &mut Option<Pin<Box<Sleep>>>,
+    reading: bool,
+) -> Wake {
+    poll_fn(|cx| {
+        if session.signal.take(cx.waker()) {
+            return Poll::Ready(Wake::Signal);
+        }
+        if conn.has_output(session) {
+            if let Poll::Ready(r) = conn.stream.poll_write_ready(cx) {
+                return Poll::Ready(Wake::Writable(r));
+            }
+        }
+        if reading {
+            if let Poll::Ready(r) = conn.stream.poll_read_ready(cx) {
+                return Poll::Ready(Wake::Readable(r));
+            }
+        }
+        if let Some(sleep) = sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Idle);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// The connection's life; returns why it ended.
 async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> Reason {
-    let mut stop = shared.stop.subscribe();
     let idle = shared.config.idle_timeout;
-    let far = Instant::now() + std::time::Duration::from_secs(86400 * 365);
-    let sleep = sleep_until(idle.map_or(far, |d| Instant::now() + d));
-    tokio::pin!(sleep);
+    // Boxed, and only with an idle timeout: every byte of this future is paid per connection.
+    let mut sleep = idle.map(|d| Box::pin(sleep_until(Instant::now() + d)));
     let mut connected = conn.tls.is_none();
     if connected && shared.config.notify_connect {
         let event = Event::Connected(session.clone());
@@ -282,53 +315,54 @@ async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> R
     }
     let mut batch = Vec::new();
     loop {
-        if *stop.borrow() {
-            return stopping(shared, session, conn).await;
+        if shared.is_stopping() {
+            // Boxed: its state is paid only by a connection that is stopping.
+            return Box::pin(stopping(shared, session, conn)).await;
         }
-        if let Some(reason) = session.take_frames(&mut conn.pending) {
+        if let Some(reason) = session.ending() {
             return reason;
         }
-        conn.seal_pending(shared);
-        tokio::select! {
-            biased;
-            _ = session.wake.notified() => {}
-            _ = stop.changed() => {}
-            ready = conn.stream.writable(), if conn.has_output() => {
-                if let Err(e) = ready.and_then(|()| conn.write(shared)) {
+        conn.seal(session);
+        match next_wake(session, conn, &mut sleep, true).await {
+            Wake::Signal => {}
+            Wake::Idle => return Reason::Idle,
+            Wake::Writable(ready) => {
+                if let Err(e) = ready.and_then(|()| conn.write(shared, session)) {
                     return reason_of(&e);
                 }
             }
-            ready = conn.stream.readable() => {
-                let got = ready.and_then(|()| conn.read(&mut batch));
-                match got {
-                    Ok(Got::Nothing) => {}
-                    Ok(Got::Eof) => return Reason::Closed,
-                    Err(e) => return reason_of(&e),
-                    Ok(Got::Data { bytes, bad }) => {
-                        add(&shared.stats.bytes_in, bytes as u64);
-                        if let Some(d) = idle {
-                            sleep.as_mut().reset(Instant::now() + d);
-                        }
-                        if !connected && conn.tls.as_ref().is_some_and(|t| !t.is_handshaking()) {
-                            connected = true;
-                            if shared.config.notify_connect {
-                                let event = Event::Connected(session.clone());
-                                shared.dispatch.send(session.thread, event).await;
-                            }
-                        }
-                        if !batch.is_empty() {
-                            add(&shared.stats.packets_in, batch.len() as u64);
-                            let packets = std::mem::take(&mut batch);
-                            let event = Event::Packets(session.clone(), packets);
+            Wake::Readable(ready) => match ready.and_then(|()| conn.read(&mut batch)) {
+                Ok(Got::Nothing) => {}
+                Ok(Got::Eof) => return Reason::Closed,
+                Err(e) => return reason_of(&e),
+                Ok(Got::Data { bytes, bad }) => {
+                    add(&shared.stats.bytes_in, bytes as u64);
+                    if let (Some(d), Some(sleep)) = (idle, sleep.as_mut()) {
+                        sleep.as_mut().reset(Instant::now() + d);
+                    }
+                    if !connected
+                        && conn
+                            .tls
+                            .as_ref()
+                            .is_some_and(|t| !t.session.is_handshaking())
+                    {
+                        connected = true;
+                        if shared.config.notify_connect {
+                            let event = Event::Connected(session.clone());
                             shared.dispatch.send(session.thread, event).await;
                         }
-                        if let Some(reason) = bad {
-                            return reason;
-                        }
+                    }
+                    if !batch.is_empty() {
+                        add(&shared.stats.packets_in, batch.len() as u64);
+                        let packets = std::mem::take(&mut batch);
+                        let event = Event::Packets(session.clone(), packets);
+                        shared.dispatch.send(session.thread, event).await;
+                    }
+                    if let Some(reason) = bad {
+                        return reason;
                     }
                 }
-            }
-            _ = &mut sleep, if idle.is_some() => return Reason::Idle,
+            },
         }
     }
 }
@@ -338,24 +372,23 @@ async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> R
 async fn stopping(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> Reason {
     let mark = Event::Drained(DrainMark(session.clone()));
     shared.dispatch.send(session.thread, mark).await;
-    let deadline = shared.stop_deadline();
+    let mut deadline = Some(Box::pin(sleep_until(shared.stop_deadline())));
     loop {
-        if let Some(reason) = session.take_frames(&mut conn.pending) {
+        if let Some(reason) = session.ending() {
             return reason;
         }
-        conn.seal_pending(shared);
-        if session.is_drained() && !conn.has_output() {
+        conn.seal(session);
+        if session.is_drained() && !conn.has_output(session) {
             return Reason::Stopped;
         }
-        tokio::select! {
-            biased;
-            _ = session.wake.notified() => {}
-            ready = conn.stream.writable(), if conn.has_output() => {
-                if ready.and_then(|()| conn.write(shared)).is_err() {
+        match next_wake(session, conn, &mut deadline, false).await {
+            Wake::Signal | Wake::Readable(_) => {}
+            Wake::Idle => return Reason::Stopped, // the deadline
+            Wake::Writable(ready) => {
+                if ready.and_then(|()| conn.write(shared, session)).is_err() {
                     return Reason::Stopped;
                 }
             }
-            _ = sleep_until(deadline) => return Reason::Stopped,
         }
     }
 }

@@ -134,8 +134,16 @@ impl Dispatch {
     }
 
     /// Queues `event` for handler thread `thread`, waiting while its queue is full.
-    pub(super) async fn send(&self, thread: usize, mut event: Event) {
+    pub(super) async fn send(&self, thread: usize, event: Event) {
         let queue = &self.queues[thread];
+        if let Err(event) = queue.push(event, QUEUE_EVENTS) {
+            // Boxed: the waiting state is paid only while a connection waits, not by every
+            // connection's task.
+            Box::pin(Dispatch::wait_for_room(queue, event)).await;
+        }
+    }
+
+    async fn wait_for_room(queue: &Arc<Queue>, mut event: Event) {
         loop {
             let room = queue.room.notified();
             tokio::pin!(room);

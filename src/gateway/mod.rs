@@ -22,12 +22,11 @@ mod dispatch;
 mod session;
 mod stats;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -62,20 +61,19 @@ pub struct Config {
     pub reuse_port: bool,
     /// Whether handler threads are told of new clients (only when the application listens).
     pub notify_connect: bool,
-    /// Makes the data each registration keeps (the Python layer's per-client state).
-    pub client_data: Option<fn() -> ClientData>,
 }
 
 /// Shared by the accept loop, every connection and the gateway's owner.
 struct Shared {
     config: Config,
+    /// The connected clients: each registration keeps its [`Session`] as its data.
     clients: Arc<Registry>,
-    /// The connected clients by registration token.
-    sessions: Mutex<HashMap<u64, Arc<Session>>>,
     stats: Arc<Stats>,
     dispatch: dispatch::Dispatch,
-    /// Turns true when the gateway stops: accepting ends, and every connection stops reading.
+    /// Turns true when the gateway stops: accepting ends (the accept loop watches it), and
+    /// every connection stops reading (each is signalled, and checks `stopping`).
     stop: watch::Sender<bool>,
+    stopping: AtomicBool,
     stop_deadline: Mutex<Option<Instant>>,
     /// Clients admitted whose `on_disconnect` has not run yet.
     live: Mutex<usize>,
@@ -87,16 +85,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn forget(&self, token: u64) {
-        lock(&self.sessions).remove(&token);
-    }
-
     fn departed(&self) {
         let mut live = lock(&self.live);
         *live -= 1;
         if *live == 0 {
             self.gone.notify_all();
         }
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
     fn stop_deadline(&self) -> Instant {
@@ -113,19 +111,21 @@ impl Shared {
                 Err(_) => return, // (a config rustls accepted makes sessions; close if not)
             },
         };
-        let data = self.config.client_data.map(|make| make());
-        let record = match self.clients.add_with(stream.as_raw_fd(), peer, data) {
-            Ok(record) => record,
-            Err(_) => {
-                stats::add(&self.stats.rejected, 1);
-                return; // dropping `stream` closes it: the client reads EOF
-            }
+        let mut session = None;
+        let admitted = self.clients.add_made(stream.as_raw_fd(), peer, |record| {
+            let thread = (record.token as usize) % self.dispatch.threads();
+            let (limit, direct) = (self.config.send_queue, tls.is_none());
+            let made = Session::new(record.clone(), thread, limit, direct, self.stats.clone());
+            let made = Arc::new(made);
+            session = Some(made.clone());
+            Some(made as ClientData)
+        });
+        let Some(session) = session.filter(|_| admitted.is_ok()) else {
+            stats::add(&self.stats.rejected, 1);
+            return; // dropping `stream` closes it: the client reads EOF
         };
         stats::add(&self.stats.accepted, 1);
         let _ = stream.set_nodelay(true);
-        let thread = (record.token as usize) % self.dispatch.threads();
-        let session = Arc::new(Session::new(record, thread, self.config.send_queue));
-        lock(&self.sessions).insert(session.token(), session.clone());
         *lock(&self.live) += 1;
         tokio::spawn(connection::serve(self.clone(), stream, session, tls));
     }
@@ -165,10 +165,10 @@ impl Gateway {
         let shared = Arc::new(Shared {
             config,
             clients,
-            sessions: Mutex::new(HashMap::new()),
             stats,
             dispatch,
             stop,
+            stopping: AtomicBool::new(false),
             stop_deadline: Mutex::new(None),
             live: Mutex::new(0),
             gone: Condvar::new(),
@@ -192,24 +192,31 @@ impl Gateway {
 
     /// The client connected on `fd` now.
     pub fn session_on_fd(&self, fd: i32) -> Option<Arc<Session>> {
-        let record = self.shared.clients.get(fd)?;
-        self.session(&record)
+        session_of(self.shared.clients.get(fd)?)
     }
 
     /// The session of one registration, if that connection is still there: a record of a
     /// connection that has ended never names whoever has its fd now.
     pub fn session(&self, record: &ClientRecord) -> Option<Arc<Session>> {
-        let session = lock(&self.shared.sessions).get(&record.token).cloned()?;
-        (session.fd() == record.fd).then_some(session)
+        session_of(
+            self.shared
+                .clients
+                .get_registration(record.fd, record.token)?,
+        )
+    }
+
+    /// Every connected client.
+    fn sessions(&self) -> Vec<Arc<Session>> {
+        let all = self.shared.clients.all_data();
+        all.into_iter().filter_map(|d| d.downcast().ok()).collect()
     }
 
     /// Queues `frame` to every client `exclude` does not name; returns how many it was queued to.
-    pub fn broadcast(&self, frame: &Bytes, exclude: impl Fn(&ClientRecord) -> bool) -> usize {
-        let sessions: Vec<Arc<Session>> = lock(&self.shared.sessions).values().cloned().collect();
-        sessions
+    pub fn broadcast(&self, frame: &[u8], exclude: impl Fn(&ClientRecord) -> bool) -> usize {
+        self.sessions()
             .iter()
             .filter(|s| !exclude(&s.record))
-            .filter(|s| s.send(frame.clone()) == Sent::Queued)
+            .filter(|s| s.send(frame) == Sent::Queued)
             .count()
     }
 
@@ -221,7 +228,11 @@ impl Gateway {
             *deadline = Some(Instant::now() + timeout);
         }
         drop(deadline);
+        self.shared.stopping.store(true, Ordering::Release);
         self.shared.stop.send_replace(true);
+        for session in self.sessions() {
+            session.wake();
+        }
     }
 
     /// Waits as `wait` allows until every client has left and its `on_disconnect` ran:
@@ -268,6 +279,11 @@ impl Gateway {
     }
 }
 
+/// The session a registration keeps.
+fn session_of(record: ClientRecord) -> Option<Arc<Session>> {
+    record.data?.downcast().ok()
+}
+
 /// Accepts until the gateway stops. Errors (out of fds, say) back off instead of spinning.
 async fn accept(shared: Arc<Shared>, listener: TcpListener) {
     let mut stop = shared.stop.subscribe();
@@ -299,7 +315,6 @@ mod tests {
             tls: None,
             reuse_port: false,
             notify_connect: true,
-            client_data: None,
         }
     }
 
@@ -326,7 +341,7 @@ mod tests {
                                         gw.format()
                                             .pack_into(&mut frame, &p.body, 0, 0, &[])
                                             .unwrap();
-                                        s.send(Bytes::from(frame));
+                                        s.send(&frame);
                                     }
                                 }
                                 Event::Disconnected(_, reason, _) => {

@@ -16,7 +16,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -25,7 +24,7 @@ use super::convert::timeout_arg;
 use super::format::PacketFormat;
 use super::gil::blocking;
 use super::packet::Packet;
-use super::registry::{client_data, ClientGroup, ClientInfo};
+use super::registry::{ClientGroup, ClientInfo};
 use super::setup::listen_address;
 use super::tls::TlsConfig;
 use crate::framed::Packet as CorePacket;
@@ -146,12 +145,12 @@ impl Gateway {
         body: &Bound<'_, PyAny>,
         msg_id: i64,
         fields: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Bytes> {
+    ) -> PyResult<Vec<u8>> {
         let mut frame = Vec::new();
         self.format
             .get()
             .pack_one(&mut frame, body, msg_id, fields)?;
-        Ok(Bytes::from(frame))
+        Ok(frame)
     }
 
     fn start_core(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -174,7 +173,6 @@ impl Gateway {
             tls: this.tls.clone(),
             reuse_port: this.reuse_port,
             notify_connect: routes.on_connect.is_some(),
-            client_data: Some(client_data),
         };
         let (registry, stats) = (this.registry().clone(), this.stats.clone());
         let started = py.detach(|| Core::start(config, registry, stats));
@@ -262,9 +260,10 @@ fn handler_thread(gateway: usize, handlers: &Handlers, mut inbox: Inbox) {
         let mut woken: Vec<Arc<Session>> = Vec::new();
         loop {
             py.detach(|| {
-                // The replies of the last batch go out: one wake-up per connection.
+                // The replies of the last batch go out: written here when the socket takes
+                // them, else by the connection's task.
                 for session in woken.drain(..) {
-                    session.wake();
+                    session.flush();
                 }
                 inbox.next_batch(BATCH, &mut batch);
             });
@@ -281,7 +280,7 @@ fn handler_thread(gateway: usize, handlers: &Handlers, mut inbox: Inbox) {
 fn client_info<'py>(
     py: Python<'py>,
     clients: &mut HashMap<u64, Py<ClientInfo>>,
-    session: &Session,
+    session: &Arc<Session>,
 ) -> PyResult<Bound<'py, ClientInfo>> {
     if let Some(info) = clients.get(&session.token()) {
         return Ok(info.bind(py).clone());
@@ -289,7 +288,7 @@ fn client_info<'py>(
     let info = Bound::new(
         py,
         ClientInfo {
-            inner: session.record.clone(),
+            inner: session.registration(),
         },
     )?;
     clients.insert(session.token(), info.clone().unbind());
@@ -380,7 +379,7 @@ fn handle_packet(
     match format.pack_reply(&mut frame, &reply, &request) {
         // A full queue cuts the client as a slow consumer; a client gone meanwhile gets
         // nothing: neither is the handler's error.
-        Ok(()) => session.queue(Bytes::from(frame)).1,
+        Ok(()) => session.queue(&frame).1,
         Err(err) => {
             let err = if err.is_instance_of::<PyTypeError>(py) {
                 PyTypeError::new_err(format!(
@@ -600,7 +599,7 @@ impl Gateway {
         let core = self.core()?;
         let session = self.session(&core, client)?;
         let frame = self.frame(body, msg_id, fields)?;
-        match session.send(frame) {
+        match session.send(&frame) {
             Sent::Queued => Ok(()),
             Sent::Gone | Sent::SlowConsumer => Err(PyKeyError::new_err(client.clone().unbind())),
         }

@@ -9,6 +9,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::convert::{address_value, type_name};
 use super::socket::Socket;
+use crate::gateway::Session;
 use crate::registry::{ClientData, ClientRecord, Registry};
 use crate::setup;
 
@@ -61,16 +62,20 @@ impl ClientInfo {
     #[doc = pydoc!("ClientInfo.state")]
     #[getter]
     fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let state = self
-            .inner
-            .data
-            .as_ref()
-            .and_then(|d| d.downcast_ref::<ClientState>())
-            .ok_or_else(|| {
-                pyo3::exceptions::PyAttributeError::new_err(
-                    "this client was registered without a state",
-                )
-            })?;
+        let data = self.inner.data.as_deref();
+        let state = match data.and_then(|d| d.downcast_ref::<Session>()) {
+            // A gateway's client: the state lives with its session, made on first use.
+            Some(session) => session
+                .app
+                .get_or_init(|| Box::new(ClientState::default()))
+                .downcast_ref::<ClientState>(),
+            None => data.and_then(|d| d.downcast_ref::<ClientState>()),
+        };
+        let state = state.ok_or_else(|| {
+            pyo3::exceptions::PyAttributeError::new_err(
+                "this client was registered without a state",
+            )
+        })?;
         Ok(state
             .state
             .get_or_init(|| PyDict::new(py).unbind())
