@@ -216,12 +216,15 @@ fn reason_of(e: &io::Error) -> Reason {
 }
 
 /// Serves one client from its first byte to its `on_disconnect`.
-pub(super) async fn serve(
+///
+/// Not an `async fn`: an async fn keeps its arguments beside the locals made from them, and
+/// every byte of this future is paid by every connection.
+pub(super) fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     session: Arc<Session>,
     tls: Option<Box<ServerConnection>>,
-) {
+) -> impl Future<Output = ()> {
     let mut conn = Conn {
         stream,
         tls: tls.map(|session| {
@@ -234,7 +237,14 @@ pub(super) async fn serve(
         }),
         decoder: Decoder::new(shared.config.format.clone()),
     };
-    let reason = run(&shared, &session, &mut conn).await;
+    async move {
+        let reason = run(&shared, &session, &mut conn).await;
+        end(shared, session, conn, reason);
+    }
+}
+
+/// Closes the connection and tells its handlers.
+fn end(shared: Arc<Shared>, session: Arc<Session>, mut conn: Conn, reason: Reason) {
     if matches!(reason, Reason::Kicked(_) | Reason::Stopped) {
         conn.write_last(&shared, &session);
     }
@@ -255,10 +265,8 @@ pub(super) async fn serve(
     }
     let departure = Departure(shared.clone());
     let thread = session.thread;
-    shared
-        .dispatch
-        .send(thread, Event::Disconnected(session, reason, departure))
-        .await;
+    let event = Event::Disconnected(session, reason, departure);
+    shared.dispatch.send_once(thread, event);
 }
 
 /// What the connection's task woke up for.
@@ -311,7 +319,7 @@ async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> R
     let mut connected = conn.tls.is_none();
     if connected && shared.config.notify_connect {
         let event = Event::Connected(session.clone());
-        shared.dispatch.send(session.thread, event).await;
+        shared.dispatch.send_once(session.thread, event);
     }
     let mut batch = Vec::new();
     loop {
@@ -349,14 +357,16 @@ async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> R
                         connected = true;
                         if shared.config.notify_connect {
                             let event = Event::Connected(session.clone());
-                            shared.dispatch.send(session.thread, event).await;
+                            shared.dispatch.send_once(session.thread, event);
                         }
                     }
                     if !batch.is_empty() {
                         add(&shared.stats.packets_in, batch.len() as u64);
                         let packets = std::mem::take(&mut batch);
                         let event = Event::Packets(session.clone(), packets);
-                        shared.dispatch.send(session.thread, event).await;
+                        if let Err(full) = shared.dispatch.send(session.thread, event) {
+                            full.await;
+                        }
                     }
                     if let Some(reason) = bad {
                         return reason;
@@ -371,7 +381,9 @@ async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> R
 /// them, their replies are written (until the stop deadline), then the connection closes.
 async fn stopping(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> Reason {
     let mark = Event::Drained(DrainMark(session.clone()));
-    shared.dispatch.send(session.thread, mark).await;
+    if let Err(full) = shared.dispatch.send(session.thread, mark) {
+        full.await;
+    }
     let mut deadline = Some(Box::pin(sleep_until(shared.stop_deadline())));
     loop {
         if let Some(reason) = session.ending() {
@@ -390,5 +402,30 @@ async fn stopping(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn)
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, C, D, F: Future>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every byte of the connection's task is paid by every connection, idle or not.
+    #[test]
+    fn serve_future_is_small() {
+        let size = future_size(serve);
+        eprintln!("serve future: {size} bytes");
+        eprintln!(
+            "Conn {} Decoder {} TcpStream {} Event {} Reason {}",
+            std::mem::size_of::<Conn>(),
+            std::mem::size_of::<Decoder>(),
+            std::mem::size_of::<TcpStream>(),
+            std::mem::size_of::<Event>(),
+            std::mem::size_of::<Reason>()
+        );
+        assert!(size <= 320, "serve future: {size} bytes");
     }
 }

@@ -9,6 +9,8 @@
 //! once per event: the handler then takes a batch per GIL acquisition.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -133,13 +135,18 @@ impl Dispatch {
         self.queues.len()
     }
 
-    /// Queues `event` for handler thread `thread`, waiting while its queue is full.
-    pub(super) async fn send(&self, thread: usize, event: Event) {
+    /// Queues `event` for handler thread `thread`; if its queue is full, returns what to await
+    /// until there is room. Not an `async fn`: the waiting state is boxed, paid only while a
+    /// connection waits, not kept in every connection's task.
+    pub(super) fn send(
+        &self,
+        thread: usize,
+        event: Event,
+    ) -> Result<(), Pin<Box<impl Future<Output = ()> + '_>>> {
         let queue = &self.queues[thread];
-        if let Err(event) = queue.push(event, QUEUE_EVENTS) {
-            // Boxed: the waiting state is paid only while a connection waits, not by every
-            // connection's task.
-            Box::pin(Dispatch::wait_for_room(queue, event)).await;
+        match queue.push(event, QUEUE_EVENTS) {
+            Ok(()) => Ok(()),
+            Err(event) => Err(Box::pin(Dispatch::wait_for_room(queue, event))),
         }
     }
 
@@ -154,6 +161,13 @@ impl Dispatch {
             }
             room.await;
         }
+    }
+
+    /// Queues an event a connection sends once in its life (its arrival, its departure) past
+    /// the limit: two per client at most, so the queue stays bounded, and the connection's task
+    /// keeps no waiting state for them.
+    pub(super) fn send_once(&self, thread: usize, event: Event) {
+        let _ = self.queues[thread].push(event, usize::MAX);
     }
 
     /// Queues `event` from outside the runtime, past the limit (`stop()` sending Shutdown).
