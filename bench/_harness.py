@@ -95,7 +95,7 @@ class Bench:
     """One benchmark run: parses the common options, pins this process, prints the header,
     runs and prints comparisons, and writes ``--json`` at the end."""
 
-    def __init__(self, name: str, description: str) -> None:
+    def __init__(self, name: str, description: str, pin: str = "same") -> None:
         ap = argparse.ArgumentParser(description=description)
         ap.add_argument(
             "--rounds",
@@ -110,9 +110,9 @@ class Bench:
         ap.add_argument(
             "--pin",
             choices=["same", "split", "off"],
-            default="same",
-            help="the measuring process and its peer: both on one CPU (default), on separate "
-            "CPUs, or not pinned",
+            default=pin,
+            help=f"the measuring process and its peer: both on one CPU, on separate CPUs, or "
+            f"not pinned (default: {pin})",
         )
         args = ap.parse_args()
         self.name = name

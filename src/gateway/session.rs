@@ -8,7 +8,7 @@
 // NOTE: with every reply handed to the connection's task (a frame allocated per reply, the task
 // woken and polled to write it), 100 connections x 16 in flight ran at 1.2-1.29 M packets/s and
 // 100 x 1 at 158-162 k requests/s, server on one CPU; writing from the handler thread at the
-// end of its batch: see the figures in the README's gateway table.
+// end of its batch, 1.33 M packets/s and 188 k requests/s in the same runs.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
