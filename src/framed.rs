@@ -82,8 +82,9 @@ enum End {
 #[derive(Debug)]
 pub struct FrameReader {
     decoder: Decoder,
-    /// Packets decoded and not yet taken.
+    /// Packets decoded and not yet taken, and the bytes of their bodies.
     ready: VecDeque<Packet>,
+    ready_bytes: usize,
     /// A bad frame met after the packets in `ready`: reported once they are taken, and the
     /// stream cannot be trusted after it.
     failed: Option<Error>,
@@ -97,6 +98,7 @@ impl FrameReader {
         FrameReader {
             decoder: Decoder::new(format),
             ready: VecDeque::new(),
+            ready_bytes: 0,
             failed: None,
             ended: None,
             buf: vec![0; READ_SIZE],
@@ -107,6 +109,7 @@ impl FrameReader {
     /// After a bad frame, every call reports that the stream was closed because of it.
     pub fn next_packet(&mut self) -> Option<Result<Packet>> {
         if let Some(packet) = self.ready.pop_front() {
+            self.ready_bytes -= packet.body.len();
             return Some(Ok(packet));
         }
         if let Some(error) = self.failed.take() {
@@ -151,16 +154,31 @@ impl FrameReader {
             }
             return;
         }
-        let (ready, failed) = (&mut self.ready, &mut self.failed);
+        let (ready, ready_bytes, failed) =
+            (&mut self.ready, &mut self.ready_bytes, &mut self.failed);
         decode_packets(&mut self.decoder, &self.buf[..n], |packet| {
             if failed.is_some() {
                 return;
             }
             match packet {
-                Ok(p) => ready.push_back(p),
+                Ok(p) => {
+                    *ready_bytes += p.body.len();
+                    ready.push_back(p)
+                }
                 Err(e) => *failed = Some(e),
             }
         });
+    }
+
+    /// Packets decoded and not yet taken, and the bytes of their bodies: what a reader that
+    /// runs ahead of its consumer holds.
+    pub fn queued(&self) -> (usize, usize) {
+        (self.ready.len(), self.ready_bytes)
+    }
+
+    /// True once the stream has ended or a bad frame was met: reading more is pointless.
+    pub fn is_done(&self) -> bool {
+        self.failed.is_some() || self.ended.is_some()
     }
 
     /// Reads from `stream` until a packet (or the end) is there.

@@ -4,6 +4,8 @@
 //! `py` adapts them for the `sockwire._core` extension module.
 
 pub mod addr;
+pub mod async_conn;
+pub mod bell;
 pub mod cipher;
 pub mod compress;
 pub mod decoder;

@@ -170,6 +170,7 @@ async fn client(run: Arc<Run>) {
         outstanding.push_back(Instant::now());
     }
     let ended = loop {
+        crate::runtime::wake_if_overdue();
         if !out.is_empty() {
             if writer.write_all(&out).await.is_err() {
                 break Some("closed");

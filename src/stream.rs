@@ -84,6 +84,11 @@ impl Stream {
         }
     }
 
+    /// TLS records wait to be sent (never on a plain socket).
+    pub fn wants_send(&self) -> bool {
+        self.tls().is_some_and(TlsSession::wants_send)
+    }
+
     /// `shutdown(how)`; over TLS, `close_notify` goes first when the sending side closes, so
     /// the peer sees a clean end rather than a cut.
     pub fn shutdown(&self, how: i32) -> Result<()> {

@@ -118,7 +118,15 @@ def test_help_shows_signature_and_stub_text(name):
 
 @pytest.mark.parametrize("cls", [n for n in CLASSES if "__new__" in vars(getattr(_core, n))])
 def test_constructor_signature(cls):
-    assert inspect.signature(getattr(_core, cls)).parameters
+    """help() shows the constructor's parameters, as the stub's ``__new__`` names them."""
+    new = next(
+        n
+        for n in ENTRIES[cls][0].body  # type: ignore[attr-defined]
+        if isinstance(n, ast.FunctionDef) and n.name == "__new__"
+    )
+    stub = [a.arg for a in new.args.posonlyargs + new.args.args + new.args.kwonlyargs][1:]
+    stub += [a.arg for a in (new.args.vararg, new.args.kwarg) if a is not None]
+    assert list(inspect.signature(getattr(_core, cls)).parameters) == stub
 
 
 def test_help_of_the_issue_example():

@@ -97,3 +97,13 @@ __version__ = _version("sockwire")
 # Gateways still running when the interpreter exits are stopped, and the runtime shut down,
 # before finalization: threads that run Python must not outlive it.
 _atexit.register(_core._at_exit)
+
+
+def __getattr__(name: str) -> object:
+    # `sockwire.aio` is imported on first use: a script that never uses asyncio does not pay
+    # for importing it.
+    if name == "aio":
+        import sockwire.aio
+
+        return sockwire.aio
+    raise AttributeError(f"module 'sockwire' has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """The Rust extension module behind sockwire. Import from ``sockwire``, not from here."""
 
+import asyncio
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +29,8 @@ __all__ = [
     "ServerFull",
     "Socket",
     "TlsConfig",
+    "_AsyncConn",
+    "_Bell",
     "_at_exit",
     "_load",
     "accept_client_connect",
@@ -818,3 +821,61 @@ def _load(
     ``duration`` seconds. Returns ``connected failed_connects sent received errors duration
     throughput latency`` (``p50 p90 p99 p999 max mean``, seconds). Private: ``sockwire.swarm``
     is its public face."""
+
+@final
+class _Bell:
+    """An eventfd that runtime threads ring with a connection's token (the private half of
+    ``sockwire.aio``): the loop watches ``fileno()`` and calls ``wake(waiters)``."""
+
+    def __new__(cls) -> Self: ...
+    def fileno(self) -> int:
+        """The eventfd the loop watches for reading."""
+
+    def take(self) -> list[int]:
+        """The tokens rung since the last call."""
+
+    def wake(self, waiters: dict[int, list[asyncio.Future[bool | None]]], /) -> None:
+        """For every token rung: pops its futures from ``waiters`` and resolves those not done
+        yet with None."""
+
+@final
+class _AsyncConn:
+    """A connection driven by the runtime (the private half of ``sockwire.aio``): every method
+    returns at once, and the bell rings with ``token`` when a call that found nothing could
+    find something."""
+
+    def __new__(
+        cls,
+        addr: _AddressArg,
+        format: PacketFormat | None,
+        timeout: float | None,
+        tls: TlsConfig | None,
+        bell: _Bell,
+        token: int,
+    ) -> Self: ...
+    @property
+    def format(self) -> PacketFormat:
+        """The packet format."""
+
+    def connected(self) -> bool | None:
+        """None while connecting, True once connected; raises why connecting failed."""
+
+    def try_recv(self) -> Packet | None:
+        """The next packet, None if none has arrived, or raises what ended the stream."""
+
+    def send(self, body: ReadableBuffer, msg_id: int = 0, **fields: int | bytes) -> None:
+        """Queue one packet (written at once when nothing is queued)."""
+
+    def send_many(
+        self, items: Iterable[ReadableBuffer | Packet], msg_id: int = 0, **fields: int | bytes
+    ) -> None:
+        """Queue many packets as one write."""
+
+    def has_room(self) -> bool:
+        """Whether less than a megabyte waits to be written."""
+
+    def close(self) -> None:
+        """Ask the runtime to write what is queued, then close."""
+
+    def finished(self) -> bool:
+        """True once the runtime has closed the socket."""

@@ -30,6 +30,7 @@ use super::Shared;
 use crate::decoder::Decoder;
 use crate::error::Error;
 use crate::framed::{decode_packets, Packet};
+use crate::runtime;
 
 /// How much one read takes from the socket.
 const READ_SIZE: usize = 64 * 1024;
@@ -335,7 +336,9 @@ async fn run(shared: &Arc<Shared>, session: &Arc<Session>, conn: &mut Conn) -> R
             return reason;
         }
         conn.seal(session);
-        match next_wake(session, conn, &mut sleep, true).await {
+        let wake = next_wake(session, conn, &mut sleep, true).await;
+        runtime::wake_if_overdue();
+        match wake {
             Wake::Signal => {}
             Wake::Idle => return Reason::Idle,
             Wake::Writable(ready) => {

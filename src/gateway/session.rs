@@ -13,10 +13,10 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::Waker;
 
 use super::stats::{add, Stats};
 use crate::registry::ClientRecord;
+use crate::runtime::Signal;
 
 /// Why a client's connection ended: the `on_disconnect` reason, with DESIGN's exact strings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,43 +270,6 @@ impl Session {
 
     pub fn token(&self) -> u64 {
         self.record.token
-    }
-}
-
-/// Wakes one task: raised from any thread, taken by the task when it polls. Smaller and
-/// cheaper than a `Notify` whose future the task would keep and re-register in every turn of
-/// its loop.
-// NOTE: tokio's Notify cost 4% of the I/O thread's time in the gateway benchmark (registering
-// and dropping a `Notified` in every turn), and its future was part of every connection's
-// state; this is an atomic flag and a waker slot.
-#[derive(Debug, Default)]
-pub(super) struct Signal {
-    raised: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Signal {
-    pub(super) fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
-        let waker = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// True (and lowered) if it was raised since the last call; else `waker` is woken when
-    /// it is.
-    pub(super) fn take(&self, waker: &Waker) -> bool {
-        if self.raised.swap(false, Ordering::AcqRel) {
-            return true;
-        }
-        let mut slot = self.waker.lock().unwrap_or_else(|p| p.into_inner());
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
-        drop(slot);
-        // Raised between the check and the registration: seen now, not lost.
-        self.raised.swap(false, Ordering::AcqRel)
     }
 }
 

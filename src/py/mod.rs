@@ -4,6 +4,7 @@
 #[macro_use]
 mod doc;
 
+pub mod aio;
 pub mod codec;
 pub mod connection;
 pub mod convert;
@@ -45,6 +46,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gateway::Gateway>()?;
     m.add_function(wrap_pyfunction!(gateway::_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(load::_load, m)?)?;
+    m.add_class::<aio::PyBell>()?;
+    m.add_class::<aio::PyAsyncConn>()?;
     unordered::<packet::Packet>(m.py())?;
     unordered::<format::PacketFormat>(m.py())?;
     unordered::<codec::Compression>(m.py())?;

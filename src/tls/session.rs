@@ -255,6 +255,13 @@ impl TlsSession {
         }
     }
 
+    /// Records wait to be sent: handshake messages, data, an alert (a non-blocking caller
+    /// waits for the socket to be writable rather than readable).
+    pub fn wants_send(&self) -> bool {
+        let out = lock(&self.outgoing);
+        out.sent < out.records.len() || lock(&self.state).wants_write()
+    }
+
     /// Sends the records an interrupted write left, if any.
     pub fn flush_pending(&self, sock: &Sock, wait: Wait) -> Result<()> {
         self.flush(sock, wait)

@@ -1,0 +1,298 @@
+"""sockwire for asyncio: packet connections that never block the event loop.
+
+``await sockwire.aio.connect(addr, format)`` returns an :class:`AsyncConnection` with the sync
+``Connection``'s methods as coroutines. The socket, the framing, the codecs and TLS run on
+sockwire's runtime threads; the loop only queues frames and takes packets. When a connection
+has news (a packet, the end of the stream, room to send), its runtime thread adds it to the
+loop's list and, if the list was empty, writes one eventfd that the loop watches: one wake-up
+of the loop delivers every result ready by then, and no runtime thread ever takes the GIL.
+
+Works on the default asyncio loop and on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import math
+import os
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from sockwire._core import ConnectionClosed, Packet, PacketFormat, TlsConfig, _AsyncConn, _Bell
+
+__all__ = ["AsyncConnection", "connect"]
+
+
+class _Bridge:
+    """One per event loop: the bell its connections ring, and the futures waiting on them."""
+
+    __slots__ = ("__weakref__", "bell", "waiters")
+    bell: _Bell
+    waiters: dict[int, list[asyncio.Future[bool | None]]]
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.bell = _Bell()
+        self.waiters = {}  # token -> futures waiting for that connection's next news
+        loop.add_reader(self.bell.fileno(), self.bell.wake, self.waiters)
+
+
+# Keyed weakly: a loop that is closed and dropped takes its bridge (and its eventfd) with it.
+_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Bridge] = (
+    weakref.WeakKeyDictionary()
+)
+_tokens = itertools.count(1)
+_UNSET: Any = object()
+
+
+def _bridge_of(loop: asyncio.AbstractEventLoop) -> _Bridge:
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = _bridges[loop] = _Bridge(loop)
+    return bridge
+
+
+def _seconds(timeout: float | None) -> float | None:
+    """A timeout as ``socket.settimeout`` takes it: None, or seconds >= 0."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        raise TypeError(f"timeout must be a number or None, not {type(timeout).__name__}")
+    seconds = float(timeout)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError("Timeout value out of range")
+    return seconds
+
+
+def _closed_error() -> OSError:
+    return OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+class AsyncConnection:
+    """Packets over a TCP (or TLS) connection, from asyncio: what ``sockwire.Connection`` does,
+    as coroutines. Made by :func:`connect`.
+
+    ``recv`` can be cancelled (directly, by ``asyncio.wait_for`` or ``asyncio.timeout``) without
+    losing a packet: the next ``recv`` returns it. A ``send`` writes its frames whole or, when
+    cancelled while it waits for room, not at all: the peer never sees half a frame. Several
+    tasks may send at once; several may receive, each taking the next packet in turn.
+    """
+
+    __slots__ = ("__weakref__", "_bridge", "_closed", "_core", "_loop", "_timeout", "_token")
+    _core: _AsyncConn
+    _bridge: _Bridge
+    _loop: asyncio.AbstractEventLoop
+    _token: int
+    _timeout: float | None
+    _closed: bool
+
+    def __init__(self) -> None:
+        raise TypeError("use 'await sockwire.aio.connect(...)' to make an AsyncConnection")
+
+    @classmethod
+    def _new(
+        cls,
+        core: _AsyncConn,
+        bridge: _Bridge,
+        loop: asyncio.AbstractEventLoop,
+        token: int,
+        timeout: float | None,
+    ) -> AsyncConnection:
+        self = object.__new__(cls)
+        self._core = core
+        self._bridge = bridge
+        self._loop = loop
+        self._token = token
+        self._timeout = timeout
+        self._closed = False
+        return self
+
+    @property
+    def format(self) -> PacketFormat:
+        """The packet format."""
+        return self._core.format
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    async def _wait(self, deadline: float | None) -> bool:
+        """Waits for this connection's next news; False if ``deadline`` (loop time) came
+        first."""
+        # The bell resolves it with None; the deadline with False.
+        future: asyncio.Future[bool | None] = self._loop.create_future()
+        waiting = self._bridge.waiters.setdefault(self._token, [])
+        waiting.append(future)
+        timer = None
+        if deadline is not None:
+            timer = self._loop.call_at(deadline, _expire, future)
+        try:
+            woken = await future
+            return woken is None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            # Expired or cancelled: no longer waiting (a list the bell drained is gone).
+            listed = self._bridge.waiters.get(self._token)
+            if listed is not None and future in listed:
+                listed.remove(future)
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        seconds = self._timeout if timeout is _UNSET else _seconds(timeout)
+        return None if seconds is None else self._loop.time() + seconds
+
+    async def send(
+        self, body: bytes | bytearray | memoryview, msg_id: int = 0, **fields: Any
+    ) -> None:
+        """Send one packet. Returns once it is queued for the runtime to write; waits first
+        (at most the connection's timeout) while a megabyte is queued and not yet written."""
+        if self._closed:
+            raise _closed_error()
+        core = self._core
+        if not core.has_room():
+            await self._wait_for_room()
+        core.send(body, msg_id, **fields)
+
+    async def send_many(
+        self,
+        items: Iterable[bytes | bytearray | memoryview | Packet],
+        msg_id: int = 0,
+        **fields: Any,
+    ) -> None:
+        """Send many packets with one write: bodies (with this call's header values) or
+        ``Packet`` objects."""
+        if self._closed:
+            raise _closed_error()
+        core = self._core
+        if not core.has_room():
+            await self._wait_for_room()
+        core.send_many(items, msg_id, **fields)
+
+    async def _wait_for_room(self) -> None:
+        deadline = self._deadline(_UNSET)
+        core = self._core
+        while not core.has_room():
+            if self._closed:
+                raise _closed_error()
+            if not await self._wait(deadline):
+                if core.has_room():
+                    return
+                raise TimeoutError("timed out")
+
+    async def recv(self, timeout: float | None = _UNSET) -> Packet:
+        """The next packet. ``timeout`` bounds this call (default: the connection's timeout);
+        ``TimeoutError`` when it expires. ``ConnectionClosed`` at the end of the stream between
+        frames, ``IncompleteFrame`` inside one; a bad frame raises its error once the packets
+        before it were received."""
+        if self._closed:
+            raise _closed_error()
+        core = self._core
+        packet = core.try_recv()
+        if packet is not None:
+            return packet
+        deadline = self._deadline(timeout)
+        while True:
+            woken = await self._wait(deadline)
+            if self._closed:
+                raise _closed_error()
+            packet = core.try_recv()
+            if packet is not None:
+                return packet
+            if not woken:
+                raise TimeoutError("timed out")
+
+    async def request(
+        self,
+        body: bytes | bytearray | memoryview,
+        msg_id: int = 0,
+        timeout: float | None = _UNSET,
+        **fields: Any,
+    ) -> Packet:
+        """Send a packet and return the next one received (``timeout`` as for ``recv``).
+        Requests from several tasks get their replies in the order they were sent, from a
+        server that answers in order."""
+        # send() and recv() written out: one coroutine per request instead of three.
+        if self._closed:
+            raise _closed_error()
+        core = self._core
+        if not core.has_room():
+            await self._wait_for_room()
+        core.send(body, msg_id, **fields)
+        packet = core.try_recv()
+        if packet is not None:
+            return packet
+        deadline = self._deadline(timeout)
+        while True:
+            woken = await self._wait(deadline)
+            if self._closed:
+                raise _closed_error()
+            packet = core.try_recv()
+            if packet is not None:
+                return packet
+            if not woken:
+                raise TimeoutError("timed out")
+
+    async def close(self) -> None:
+        """Write what is queued (for at most 5 seconds to a peer that does not read), close the
+        connection (``close_notify`` first over TLS) and return once it is closed. Calling it
+        again does nothing."""
+        self._closed = True
+        core = self._core
+        core.close()
+        while not core.finished():
+            await self._wait(None)
+
+    def __aiter__(self) -> AsyncConnection:
+        return self
+
+    async def __anext__(self) -> Packet:
+        try:
+            return await self.recv(None)
+        except ConnectionClosed:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> AsyncConnection:
+        return self
+
+    async def __aexit__(self, *_args: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<AsyncConnection {state} {self._core.format!r}>"
+
+
+def _expire(future: asyncio.Future[bool | None]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
+async def connect(
+    addr: tuple[str, int] | tuple[str, int, int, int],
+    format: PacketFormat | None = None,
+    *,
+    timeout: float | None = None,
+    tls: TlsConfig | None = None,
+) -> AsyncConnection:
+    """Connect to ``addr`` (each address the host resolves to in turn, then the TLS handshake
+    when ``tls`` is given) and return an :class:`AsyncConnection` speaking ``format``
+    (``PacketFormat()`` by default). ``timeout`` bounds the connect and handshake, and is the
+    default for ``recv``, ``request`` and a ``send`` that waits for room; None waits without
+    end. Errors are the sync ``connect``'s: ``ConnectionRefusedError``, ``TimeoutError``,
+    ``socket.gaierror``, ``ssl.SSLCertVerificationError``..."""
+    seconds = _seconds(timeout)
+    loop = asyncio.get_running_loop()
+    bridge = _bridge_of(loop)
+    token = next(_tokens)
+    core = _AsyncConn(addr, format, seconds, tls, bridge.bell, token)
+    conn = AsyncConnection._new(core, bridge, loop, token, seconds)
+    try:
+        while core.connected() is None:
+            await conn._wait(None)  # the runtime bounds the connect by the timeout
+    except BaseException:
+        core.close()
+        raise
+    return conn
