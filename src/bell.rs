@@ -14,23 +14,53 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard};
 
-/// An eventfd and the tokens rung since it was last emptied.
+/// A non-blocking eventfd: one thread signals, another watches it for reading and clears it.
 #[derive(Debug)]
-pub struct Bell {
-    fd: OwnedFd,
-    rung: Mutex<Vec<u64>>,
-}
+pub struct EventFd(OwnedFd);
 
-impl Bell {
+impl EventFd {
     pub fn new() -> io::Result<Self> {
         // SAFETY: eventfd has no memory arguments; the fd it returns is owned from here on.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: `fd` was just created and nothing else owns it.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub fn fileno(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Makes the fd readable.
+    pub fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an fd this owns. EAGAIN (the counter at
+        // its maximum) still leaves the fd readable, which is all that matters.
+        unsafe { libc::write(self.fileno(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Makes the fd unreadable until the next `signal`.
+    pub fn clear(&self) {
+        let mut count: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 from an fd this owns; EAGAIN
+        // (nothing to read) leaves it untouched.
+        unsafe { libc::read(self.fileno(), (&mut count as *mut u64).cast(), 8) };
+    }
+}
+
+/// An eventfd and the tokens rung since it was last emptied.
+#[derive(Debug)]
+pub struct Bell {
+    fd: EventFd,
+    rung: Mutex<Vec<u64>>,
+}
+
+impl Bell {
+    pub fn new() -> io::Result<Self> {
         Ok(Bell {
-            // SAFETY: `fd` was just created and nothing else owns it.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: EventFd::new()?,
             rung: Mutex::new(Vec::new()),
         })
     }
@@ -41,7 +71,7 @@ impl Bell {
 
     /// The fd the loop watches for reading.
     pub fn fileno(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd.fileno()
     }
 
     /// Tells the loop that `token` has news.
@@ -50,20 +80,14 @@ impl Bell {
         rung.push(token);
         if rung.len() == 1 {
             drop(rung);
-            let one: u64 = 1;
-            // SAFETY: writes 8 bytes from a live u64 to an fd this bell owns. EAGAIN (the
-            // counter at its maximum) still leaves the fd readable, which is all that matters.
-            unsafe { libc::write(self.fileno(), (&one as *const u64).cast(), 8) };
+            self.fd.signal();
         }
     }
 
     /// Takes every token rung since the last call (the loop's reader calls it), and resets the
     /// eventfd. A token rung after the list was taken writes the eventfd again.
     pub fn take(&self, out: &mut Vec<u64>) {
-        let mut count: u64 = 0;
-        // SAFETY: reads at most 8 bytes into a live u64 from an fd this bell owns; EAGAIN
-        // (nothing to read) leaves it untouched.
-        unsafe { libc::read(self.fileno(), (&mut count as *mut u64).cast(), 8) };
+        self.fd.clear();
         out.append(&mut self.lock());
     }
 }

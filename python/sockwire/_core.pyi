@@ -3,7 +3,7 @@
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Literal, Self, final
 
 from _typeshed import ReadableBuffer, WriteableBuffer
@@ -31,6 +31,7 @@ __all__ = [
     "TlsConfig",
     "_AsyncConn",
     "_Bell",
+    "_HandlerLoop",
     "_at_exit",
     "_load",
     "accept_client_connect",
@@ -703,7 +704,13 @@ class Gateway:
     ``rejected``; ``on_connect`` is not called). Each client has a queue of ``send_queue``
     outgoing packets; a client that stops reading is cut as a slow consumer when it is full,
     and no other client slows down. When handlers fall behind, the gateway stops reading
-    sockets instead of buffering without end."""
+    sockets instead of buffering without end.
+
+    Any handler may be ``async def``. Under ``await gw.serve()`` every handler runs on the
+    running event loop; under ``start()``/``serve_forever()`` a gateway with an ``async def``
+    handler runs an event loop on each handler thread (the asyncio policy's: uvloop's when
+    installed). Order per client holds: a client's next packet waits until its previous
+    handler, plain or async, has finished; other clients' handlers run meanwhile."""
 
     def __new__(
         cls,
@@ -743,6 +750,16 @@ class Gateway:
         """Start if needed, then block until ``stop()``. Ctrl-C stops the gateway gracefully,
         then raises ``KeyboardInterrupt``."""
 
+    def serve(self) -> Coroutine[Any, Any, None]:
+        """``await gw.serve()``: start the gateway and run every handler on the running event
+        loop (plain handlers are called there too) until ``stop()``; cancelling it stops the
+        gateway gracefully (as ``stop()`` does; ``async def`` handlers still running 5 seconds
+        later are cancelled) before the cancellation goes on. From the loop's
+        thread, ``stop()`` returns at once and the stop finishes as the loop runs the clients'
+        ``on_disconnect``: await ``serve()`` to know it finished. ``handler_threads`` is not used;
+        ``RuntimeError`` if the gateway is running already."""
+
+    def _start_on_loop(self) -> _HandlerLoop: ...
     def stop(self, timeout: float | None = 5.0) -> None:
         """Stop accepting and reading, let the handlers finish what was queued, send the
         replies already queued (for at most ``timeout`` seconds), close every connection, run
@@ -837,6 +854,28 @@ class _Bell:
     def wake(self, waiters: dict[int, list[asyncio.Future[bool | None]]], /) -> None:
         """For every token rung: pops its futures from ``waiters`` and resolves those not done
         yet with None."""
+
+@final
+class _HandlerLoop:
+    """A gateway's handler queue, handled on an asyncio loop (the private half of
+    ``Gateway.serve`` and of ``async def`` handlers): the loop watches ``fileno()`` and calls
+    ``drain()``."""
+
+    def fileno(self) -> int:
+        """The eventfd the loop watches for reading."""
+
+    def attach(self, finished: asyncio.Future[None]) -> None:
+        """Bind to the loop of ``finished``, which is resolved once the gateway has stopped; until
+        ``detach()``, ``stop()`` on this thread returns at once."""
+
+    def detach(self) -> None:
+        """Unbind from the loop (on the thread that attached)."""
+
+    def cancel(self) -> None:
+        """Cancel every handler task still running."""
+
+    def drain(self) -> None:
+        """Handle the events queued (the eventfd's reader)."""
 
 @final
 class _AsyncConn:

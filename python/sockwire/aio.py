@@ -7,6 +7,10 @@ has news (a packet, the end of the stream, room to send), its runtime thread add
 loop's list and, if the list was empty, writes one eventfd that the loop watches: one wake-up
 of the loop delivers every result ready by then, and no runtime thread ever takes the GIL.
 
+``await gateway.serve()`` runs a ``Gateway``'s handlers on the running loop, and ``async def``
+handlers work on a gateway started with ``start()`` too (each handler thread then runs a loop):
+see ``_serve`` and ``_run_handler_loop`` below.
+
 Works on the default asyncio loop and on uvloop.
 """
 
@@ -21,7 +25,16 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from sockwire._core import ConnectionClosed, Packet, PacketFormat, TlsConfig, _AsyncConn, _Bell
+from sockwire._core import (
+    ConnectionClosed,
+    Gateway,
+    Packet,
+    PacketFormat,
+    TlsConfig,
+    _AsyncConn,
+    _Bell,
+    _HandlerLoop,
+)
 
 __all__ = ["AsyncConnection", "connect"]
 
@@ -296,3 +309,60 @@ async def connect(
         core.close()
         raise
     return conn
+
+
+async def _serve(gateway: Gateway) -> None:
+    """``await gateway.serve()``: the gateway's events handled on the running loop until it
+    stops; cancelled, it stops the gateway gracefully, then goes on with the cancellation."""
+    loop = asyncio.get_running_loop()
+    handler_loop = gateway._start_on_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    fd = handler_loop.fileno()
+    handler_loop.attach(finished)
+    loop.add_reader(fd, handler_loop.drain)
+    try:
+        handler_loop.drain()  # what was queued before the reader was added
+        try:
+            await asyncio.shield(finished)
+        except GeneratorExit:
+            raise  # the coroutine is being closed: nothing can be awaited any more
+        except BaseException:
+            # From this thread, stop() returns at once: the stop finishes as this loop runs
+            # the clients' on_disconnect, and resolves `finished`. Cancelled again meanwhile
+            # (asyncio.run cancels every task as it ends), the stop still finishes first.
+            # Handlers still running when stop()'s 5 seconds are over are cancelled.
+            gateway.stop()
+            deadline: float | None = loop.time() + 5.0
+            while not finished.done():
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                try:
+                    await asyncio.wait_for(asyncio.shield(finished), left)
+                except asyncio.CancelledError:
+                    continue
+                except TimeoutError:
+                    handler_loop.cancel()
+                    deadline = None
+            raise
+    finally:
+        loop.remove_reader(fd)
+        handler_loop.detach()
+
+
+async def _handle_until_stopped(handler_loop: _HandlerLoop) -> None:
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    fd = handler_loop.fileno()
+    handler_loop.attach(finished)
+    loop.add_reader(fd, handler_loop.drain)
+    try:
+        handler_loop.drain()
+        await finished
+    finally:
+        loop.remove_reader(fd)
+        handler_loop.detach()
+
+
+def _run_handler_loop(handler_loop: _HandlerLoop) -> None:
+    """A handler thread of a gateway with ``async def`` handlers: an event loop (the policy's:
+    uvloop's when installed) handling the thread's events until the gateway stops."""
+    asyncio.run(_handle_until_stopped(handler_loop))

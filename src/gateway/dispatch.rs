@@ -7,6 +7,9 @@
 //! A waiting handler thread is woken once per busy period of the runtime worker that queued
 //! events for it (see [`runtime::wake_when_idle`]), or at once past [`WAKE_AT`] events, not
 //! once per event: the handler then takes a batch per GIL acquisition.
+//!
+//! A handler thread waits on a condition variable; an asyncio loop that handles events (async
+//! handlers) watches the queue's eventfd instead, and takes what is queued without blocking.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -16,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use super::session::{Reason, Session};
+use crate::bell::EventFd;
 use crate::framed::Packet;
 use crate::runtime;
 
@@ -42,6 +46,17 @@ pub enum Event {
     Disconnected(Arc<Session>, Reason, Departure),
     /// The gateway stopped: the handler thread ends.
     Shutdown,
+}
+
+impl Event {
+    /// The client the event is about (None for `Shutdown`).
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        match self {
+            Event::Connected(s) | Event::Packets(s, _) | Event::Disconnected(s, _, _) => Some(s),
+            Event::Drained(DrainMark(s)) => Some(s),
+            Event::Shutdown => None,
+        }
+    }
 }
 
 /// Dropped once a client's handler thread got past its stop marker.
@@ -82,13 +97,22 @@ struct State {
 #[derive(Debug, Default)]
 struct Queue {
     state: Mutex<State>,
-    /// The handler thread waits here.
+    /// The handler thread waits here...
     ready: Condvar,
+    /// ...or, for an event loop, on this fd's readability.
+    fd: Option<EventFd>,
     /// Connections wait here for room.
     room: Notify,
 }
 
 impl Queue {
+    fn wake_now(&self) {
+        match &self.fd {
+            Some(fd) => fd.signal(),
+            None => self.ready.notify_one(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -105,7 +129,7 @@ impl Queue {
             let defer = state.events.len() < WAKE_AT;
             drop(state);
             if !(defer && runtime::wake_when_idle(self.clone())) {
-                self.ready.notify_one();
+                self.wake_now();
             }
         }
         Ok(())
@@ -114,7 +138,7 @@ impl Queue {
 
 impl runtime::Wake for Queue {
     fn wake(&self) {
-        self.ready.notify_one();
+        self.wake_now();
     }
 }
 
@@ -125,10 +149,21 @@ pub(super) struct Dispatch {
 }
 
 impl Dispatch {
-    pub(super) fn new(threads: usize) -> (Dispatch, Vec<Inbox>) {
-        let queues: Vec<Arc<Queue>> = (0..threads.max(1)).map(|_| Arc::default()).collect();
+    /// `threads` queues, woken through an eventfd each when `on_loop` (their events are
+    /// handled on an event loop), else through a condition variable.
+    pub(super) fn new(threads: usize, on_loop: bool) -> std::io::Result<(Dispatch, Vec<Inbox>)> {
+        let queue = || -> std::io::Result<Arc<Queue>> {
+            let fd = if on_loop { Some(EventFd::new()?) } else { None };
+            Ok(Arc::new(Queue {
+                fd,
+                ..Queue::default()
+            }))
+        };
+        let queues = (0..threads.max(1))
+            .map(|_| queue())
+            .collect::<Result<Vec<_>, _>>()?;
         let inboxes = queues.iter().map(|q| Inbox { queue: q.clone() }).collect();
-        (Dispatch { queues }, inboxes)
+        Ok((Dispatch { queues }, inboxes))
     }
 
     pub(super) fn threads(&self) -> usize {
@@ -174,7 +209,7 @@ impl Dispatch {
     pub(super) fn send_now(&self, thread: usize, event: Event) {
         let queue = &self.queues[thread];
         let _ = queue.push(event, usize::MAX);
-        queue.ready.notify_one();
+        queue.wake_now();
     }
 }
 
@@ -203,5 +238,43 @@ impl Inbox {
         if was_full {
             queue.room.notify_waiters();
         }
+    }
+
+    /// The eventfd an event loop watches (queues made `on_loop` only).
+    pub fn fileno(&self) -> Option<std::os::fd::RawFd> {
+        self.queue.fd.as_ref().map(EventFd::fileno)
+    }
+
+    /// For an event loop: moves up to `max` queued events into `out` without blocking. The
+    /// eventfd turns readable again when more events are queued, or at once if some are left.
+    pub fn try_batch(&mut self, max: usize, out: &mut Vec<Event>) {
+        let queue = &self.queue;
+        if let Some(fd) = &queue.fd {
+            fd.clear(); // before looking: an event queued from here on signals again
+        }
+        let mut state = queue.lock();
+        let was_full = state.events.len() >= QUEUE_EVENTS;
+        let n = state.events.len().min(max);
+        out.extend(state.events.drain(..n));
+        if state.events.is_empty() {
+            state.waiting = true;
+            state.wake_pending = false;
+        } else {
+            state.waiting = false;
+            queue.wake_now();
+        }
+        drop(state);
+        if was_full {
+            queue.room.notify_waiters();
+        }
+    }
+
+    /// For an event loop that cannot take events for now: the eventfd stays quiet until the
+    /// loop calls [`Inbox::try_batch`] again.
+    pub fn pause(&mut self) {
+        if let Some(fd) = &self.queue.fd {
+            fd.clear();
+        }
+        self.queue.lock().waiting = false;
     }
 }

@@ -61,6 +61,8 @@ pub struct Config {
     pub reuse_port: bool,
     /// Whether handler threads are told of new clients (only when the application listens).
     pub notify_connect: bool,
+    /// Whether the handlers wait on an event loop (their inboxes then have an eventfd).
+    pub on_loop: bool,
 }
 
 /// Shared by the accept loop, every connection and the gateway's owner.
@@ -160,7 +162,7 @@ impl Gateway {
             let _guard = handle.enter();
             TcpListener::from_std(std_listener)?
         };
-        let (dispatch, inboxes) = dispatch::Dispatch::new(config.handler_threads);
+        let (dispatch, inboxes) = dispatch::Dispatch::new(config.handler_threads, config.on_loop)?;
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             config,
@@ -315,6 +317,7 @@ mod tests {
             tls: None,
             reuse_port: false,
             notify_connect: true,
+            on_loop: false,
         }
     }
 

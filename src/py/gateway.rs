@@ -9,7 +9,7 @@
 // attached once, waiting with the GIL released and running up to 256 items per GIL hold,
 // 158-290 ns per item, and tokio never waits for the GIL. That is this design.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,36 +22,69 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::convert::timeout_arg;
 use super::format::PacketFormat;
+use super::gateway_loop::{loop_thread, HandlerLoop};
 use super::gil::blocking;
 use super::packet::Packet;
 use super::registry::{ClientGroup, ClientInfo};
 use super::setup::listen_address;
 use super::tls::TlsConfig;
+use crate::format::Header;
 use crate::framed::Packet as CorePacket;
 use crate::gateway::{Config, Event, Gateway as Core, Inbox, Reason, Sent, Session, Stats};
 use crate::registry::{ClientRecord, Registry};
-use crate::socket::Timeout;
+use crate::socket::{Timeout, Wait};
 
 /// Events a handler thread takes per GIL acquisition at most.
-const BATCH: usize = 256;
+pub(super) const BATCH: usize = 256;
 
 /// Room a reply frame starts with: a small reply is written without growing its buffer.
 const REPLY_CAPACITY: usize = 256;
 
+/// A function the application registered, and whether calling it makes a coroutine.
+pub(super) struct Handler {
+    pub(super) func: Py<PyAny>,
+    pub(super) is_async: bool,
+}
+
+impl Handler {
+    fn new(func: &Bound<'_, PyAny>) -> PyResult<Handler> {
+        let is_async = func
+            .py()
+            .import("inspect")?
+            .call_method1("iscoroutinefunction", (func,))?
+            .is_truthy()?;
+        Ok(Handler {
+            func: func.clone().unbind(),
+            is_async,
+        })
+    }
+}
+
 /// The handlers, fixed once the gateway starts.
 #[derive(Default)]
-struct Routes {
-    by_id: HashMap<i64, Py<PyAny>>,
-    default: Option<Py<PyAny>>,
-    on_connect: Option<Py<PyAny>>,
-    on_disconnect: Option<Py<PyAny>>,
+pub(super) struct Routes {
+    by_id: HashMap<i64, Arc<Handler>>,
+    default: Option<Arc<Handler>>,
+    pub(super) on_connect: Option<Handler>,
+    pub(super) on_disconnect: Option<Handler>,
+}
+
+impl Routes {
+    /// Whether any handler is an `async def`: its gateway then handles events on event loops.
+    fn any_async(&self) -> bool {
+        let route = |h: &Arc<Handler>| h.is_async;
+        self.by_id.values().any(route)
+            || self.default.as_ref().is_some_and(route)
+            || self.on_connect.as_ref().is_some_and(|h| h.is_async)
+            || self.on_disconnect.as_ref().is_some_and(|h| h.is_async)
+    }
 }
 
 /// What the handler threads share.
-struct Handlers {
-    routes: Routes,
-    format: Py<PacketFormat>,
-    stats: Arc<Stats>,
+pub(super) struct Handlers {
+    pub(super) routes: Routes,
+    pub(super) format: Py<PacketFormat>,
+    pub(super) stats: Arc<Stats>,
     logger: Py<PyAny>,
 }
 
@@ -62,9 +95,34 @@ struct Running {
 }
 
 thread_local! {
-    /// Set on a handler thread: the gateway it works for (its address in memory), so that
-    /// `stop()` from a handler does not wait for the thread it runs on.
-    static HANDLING_FOR: Cell<usize> = const { Cell::new(0) };
+    /// The gateways whose handlers run on this thread (their addresses in memory), so that
+    /// `stop()` from a handler does not wait for the thread it runs on: a handler thread, or
+    /// the thread of an event loop running `await gateway.serve()`.
+    static HANDLING_FOR: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks this thread as handling events for `gateway` until dropped.
+pub(super) struct Handling(usize);
+
+impl Handling {
+    pub(super) fn new(gateway: usize) -> Handling {
+        HANDLING_FOR.with_borrow_mut(|ids| ids.push(gateway));
+        Handling(gateway)
+    }
+
+    fn here(gateway: usize) -> bool {
+        HANDLING_FOR.with_borrow(|ids| ids.contains(&gateway))
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        HANDLING_FOR.with_borrow_mut(|ids| {
+            if let Some(i) = ids.iter().position(|&id| id == self.0) {
+                ids.remove(i);
+            }
+        });
+    }
 }
 
 /// The gateways started and not stopped, for the exit hook.
@@ -153,26 +211,35 @@ impl Gateway {
         Ok(frame)
     }
 
-    fn start_core(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Starts the gateway: its handlers run on handler threads (each running an event loop
+    /// when a handler is `async def`), or, `on_loop`, on the caller's running event loop
+    /// through the [`HandlerLoop`] returned.
+    fn start_core(slf: &Bound<'_, Self>, on_loop: bool) -> PyResult<Option<Py<HandlerLoop>>> {
         let py = slf.py();
         let this = slf.get();
         let mut running = lock(&this.running);
         if running.is_some() {
-            return Ok(());
+            if on_loop {
+                return Err(PyRuntimeError::new_err("the gateway is already running"));
+            }
+            return Ok(None);
         }
         let routes = lock(&this.routes).take().unwrap_or_default();
+        let loop_threads = !on_loop && routes.any_async();
         let addr = listen_address(py, this.addr.bind(py), "Gateway")?;
         let config = Config {
             addr,
             format: this.format.get().inner.clone(),
             max_clients: this.max_clients,
-            handler_threads: this.handler_threads,
+            // On the caller's loop, one queue: its events are all handled on that thread.
+            handler_threads: if on_loop { 1 } else { this.handler_threads },
             io_threads: this.io_threads,
             idle_timeout: this.idle_timeout,
             send_queue: this.send_queue,
             tls: this.tls.clone(),
             reuse_port: this.reuse_port,
             notify_connect: routes.on_connect.is_some(),
+            on_loop: on_loop || loop_threads,
         };
         let (registry, stats) = (this.registry().clone(), this.stats.clone());
         let started = py.detach(|| Core::start(config, registry, stats));
@@ -195,35 +262,41 @@ impl Gateway {
             logger,
         });
         let id = this.id();
-        let threads = inboxes
-            .into_iter()
-            .enumerate()
-            .map(|(i, inbox)| {
-                let handlers = handlers.clone();
-                std::thread::Builder::new()
-                    .name(format!("sockwire-handler-{i}"))
-                    .spawn(move || handler_thread(id, &handlers, inbox))
-            })
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut on_caller = None;
+        let mut threads = Vec::new();
+        for (i, inbox) in inboxes.into_iter().enumerate() {
+            let handlers = handlers.clone();
+            if on_loop {
+                on_caller = Some(Py::new(py, HandlerLoop::new(id, handlers, inbox))?);
+                continue;
+            }
+            let thread = std::thread::Builder::new().name(format!("sockwire-handler-{i}"));
+            threads.push(if loop_threads {
+                thread.spawn(move || loop_thread(id, handlers, inbox))?
+            } else {
+                thread.spawn(move || handler_thread(id, &handlers, inbox))?
+            });
+        }
         *running = Some(Running { core, threads });
         lock(&STARTED).push(slf.clone().unbind());
-        Ok(())
+        Ok(on_caller)
     }
 
-    /// Stops the gateway (see `stop` in the stub); a no-op once stopped.
-    fn stop_core(slf: &Bound<'_, Self>, timeout: Duration) -> PyResult<()> {
+    /// Stops the gateway (see `stop` in the stub); a no-op once stopped. `wait` bounds the wait
+    /// for the clients' `on_disconnect` (at exit, an event loop that would run them may be gone).
+    fn stop_core(slf: &Bound<'_, Self>, timeout: Duration, wait: Wait) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let Some(core) = lock(&this.running).as_ref().map(|r| r.core.clone()) else {
             return Ok(());
         };
         core.begin_stop(timeout);
-        if HANDLING_FOR.get() == this.id() {
+        if Handling::here(this.id()) {
             // Called from one of this gateway's handlers, whose thread must go on handling the
             // stop: another thread waits for the clients to leave and finishes the stop.
             let gateway = slf.clone().unbind();
             std::thread::spawn(move || {
-                while let Err(e) = core.wait_until_empty(crate::socket::Wait::Blocking) {
+                while let Err(e) = core.wait_until_empty(Wait::Blocking) {
                     if !e.is_interrupted() {
                         break;
                     }
@@ -232,7 +305,11 @@ impl Gateway {
             });
             return Ok(());
         }
-        blocking(py, || core.wait_until_empty(crate::socket::Wait::Blocking))?;
+        match blocking(py, || core.wait_until_empty(wait)) {
+            // (at exit) stop without them
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {}
+            waited => waited?,
+        }
         py.detach(|| this.finish_stop());
         Ok(())
     }
@@ -253,7 +330,7 @@ impl Gateway {
 
 /// A handler thread: attached to Python for its whole life, waiting without the GIL.
 fn handler_thread(gateway: usize, handlers: &Handlers, mut inbox: Inbox) {
-    HANDLING_FOR.set(gateway);
+    let _handling = Handling::new(gateway);
     Python::attach(|py| {
         let mut clients: HashMap<u64, Py<ClientInfo>> = HashMap::new();
         let mut batch = Vec::with_capacity(BATCH);
@@ -277,7 +354,7 @@ fn handler_thread(gateway: usize, handlers: &Handlers, mut inbox: Inbox) {
 }
 
 /// The `ClientInfo` handlers get for a session: one object per connection.
-fn client_info<'py>(
+pub(super) fn client_info<'py>(
     py: Python<'py>,
     clients: &mut HashMap<u64, Py<ClientInfo>>,
     session: &Arc<Session>,
@@ -308,7 +385,7 @@ fn handle(
         Event::Connected(session) => {
             if let Some(on_connect) = &handlers.routes.on_connect {
                 let called = client_info(py, clients, &session)
-                    .and_then(|info| on_connect.bind(py).call1((info,)));
+                    .and_then(|info| on_connect.func.bind(py).call1((info,)));
                 if let Err(err) = called {
                     handler_error(py, handlers, "on_connect", err);
                 }
@@ -334,7 +411,7 @@ fn handle(
         Event::Disconnected(session, reason, _departure) => {
             if let Some(on_disconnect) = &handlers.routes.on_disconnect {
                 let called = client_info(py, clients, &session)
-                    .and_then(|info| on_disconnect.bind(py).call1((info, reason.as_str())));
+                    .and_then(|info| on_disconnect.func.bind(py).call1((info, reason.as_str())));
                 if let Err(err) = called {
                     handler_error(py, handlers, "on_disconnect", err);
                 }
@@ -354,29 +431,58 @@ fn handle_packet(
     session: &Session,
     packet: CorePacket,
 ) -> bool {
+    match call_route(py, handlers, info, packet) {
+        Some((reply, request, _)) => send_reply(py, handlers, session, &reply, &request),
+        None => false,
+    }
+}
+
+/// Calls the handler of `packet`'s route: what it returned (a coroutine for an `async def`
+/// handler), the request's header, and the handler. None when there is nothing more to do (no
+/// route, or the handler raised, which is logged).
+pub(super) fn call_route<'py, 'h>(
+    py: Python<'py>,
+    handlers: &'h Handlers,
+    info: &Bound<'py, ClientInfo>,
+    packet: CorePacket,
+) -> Option<(Bound<'py, PyAny>, Header, &'h Handler)> {
     let routes = &handlers.routes;
     let msg_id = packet.header.msg_id;
     let Some(handler) = routes.by_id.get(&msg_id).or(routes.default.as_ref()) else {
         handlers.stats.unrouted.fetch_add(1, Ordering::Relaxed);
-        return false;
+        return None;
     };
     let format = handlers.format.get();
     let request = packet.header.clone();
     let result = Packet::from_core(py, &format.inner, packet)
-        .and_then(|packet| handler.bind(py).call1((info, packet)));
-    let reply = match result {
-        Ok(reply) => reply,
+        .and_then(|packet| handler.func.bind(py).call1((info, packet)));
+    match result {
+        Ok(reply) => Some((reply, request, handler)),
         Err(err) => {
-            let what = format!("the handler for msg_id {msg_id}");
-            handler_error(py, handlers, &what, err);
-            return false;
+            handler_error(
+                py,
+                handlers,
+                &format!("the handler for msg_id {msg_id}"),
+                err,
+            );
+            None
         }
-    };
+    }
+}
+
+/// Queues a handler's reply to `request`; true if the connection needs a wake-up.
+pub(super) fn send_reply(
+    py: Python<'_>,
+    handlers: &Handlers,
+    session: &Session,
+    reply: &Bound<'_, PyAny>,
+    request: &Header,
+) -> bool {
     if reply.is_none() {
         return false;
     }
     let mut frame = Vec::with_capacity(REPLY_CAPACITY);
-    match format.pack_reply(&mut frame, &reply, &request) {
+    match handlers.format.get().pack_reply(&mut frame, reply, request) {
         // A full queue cuts the client as a slow consumer; a client gone meanwhile gets
         // nothing: neither is the handler's error.
         Ok(()) => session.queue(&frame).1,
@@ -384,19 +490,20 @@ fn handle_packet(
             let err = if err.is_instance_of::<PyTypeError>(py) {
                 PyTypeError::new_err(format!(
                     "a handler returns None, bytes or a Packet, not {}",
-                    super::convert::type_name(&reply)
+                    super::convert::type_name(reply)
                 ))
             } else {
                 err
             };
-            handler_error(py, handlers, &format!("the reply to msg_id {msg_id}"), err);
+            let what = format!("the reply to msg_id {}", request.msg_id);
+            handler_error(py, handlers, &what, err);
             false
         }
     }
 }
 
 /// Logs a handler's exception with its traceback on `sockwire.gateway`, and counts it.
-fn handler_error(py: Python<'_>, handlers: &Handlers, what: &str, err: PyErr) {
+pub(super) fn handler_error(py: Python<'_>, handlers: &Handlers, what: &str, err: PyErr) {
     handlers
         .stats
         .handler_errors
@@ -486,8 +593,9 @@ impl Gateway {
     #[doc = pydoc!("Gateway.on_connect")]
     #[pyo3(signature = (handler, /))]
     fn on_connect<'py>(&self, handler: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let registered = Handler::new(&handler)?;
         self.edit_routes(|r| {
-            r.on_connect = Some(handler.clone().unbind());
+            r.on_connect = Some(registered);
             Ok(())
         })?;
         Ok(handler)
@@ -496,8 +604,9 @@ impl Gateway {
     #[doc = pydoc!("Gateway.on_disconnect")]
     #[pyo3(signature = (handler, /))]
     fn on_disconnect<'py>(&self, handler: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let registered = Handler::new(&handler)?;
         self.edit_routes(|r| {
-            r.on_disconnect = Some(handler.clone().unbind());
+            r.on_disconnect = Some(registered);
             Ok(())
         })?;
         Ok(handler)
@@ -505,13 +614,13 @@ impl Gateway {
 
     #[doc = pydoc!("Gateway.start")]
     fn start(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        Gateway::start_core(&slf)?;
+        Gateway::start_core(&slf, false)?;
         Ok(slf)
     }
 
     #[doc = pydoc!("Gateway.serve_forever")]
     fn serve_forever(slf: Bound<'_, Self>) -> PyResult<()> {
-        Gateway::start_core(&slf)?;
+        Gateway::start_core(&slf, false)?;
         let py = slf.py();
         let this = slf.get();
         let waited = blocking(py, || {
@@ -526,10 +635,22 @@ impl Gateway {
             Err(crate::error::Error::os(libc::EINTR))
         });
         if let Err(err) = waited {
-            Gateway::stop_core(&slf, Duration::from_secs(5))?;
+            Gateway::stop_core(&slf, Duration::from_secs(5), Wait::Blocking)?;
             return Err(err);
         }
         Ok(())
+    }
+
+    #[doc = pydoc!("Gateway.serve")]
+    fn serve(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyAny>> {
+        let aio = slf.py().import("sockwire.aio")?;
+        aio.call_method1("_serve", (slf,))
+    }
+
+    /// Starts the gateway with its handlers on the running event loop (for `serve`).
+    fn _start_on_loop(slf: &Bound<'_, Self>) -> PyResult<Py<HandlerLoop>> {
+        let started = Gateway::start_core(slf, true)?;
+        Ok(started.expect("a gateway started on a loop has its handler loop"))
     }
 
     #[doc = pydoc!("Gateway.stop")]
@@ -544,7 +665,7 @@ impl Gateway {
             }
             Some(t) => Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX),
         };
-        Gateway::stop_core(slf, timeout)
+        Gateway::stop_core(slf, timeout, Wait::Blocking)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
@@ -553,7 +674,7 @@ impl Gateway {
 
     #[pyo3(signature = (*_args))]
     fn __exit__(slf: &Bound<'_, Self>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        Gateway::stop_core(slf, Duration::from_secs(5))
+        Gateway::stop_core(slf, Duration::from_secs(5), Wait::Blocking)
     }
 
     #[doc = pydoc!("Gateway.running")]
@@ -686,7 +807,7 @@ pub struct RouteDecorator {
 #[pymethods]
 impl RouteDecorator {
     fn __call__<'py>(&self, handler: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let unbound = handler.clone().unbind();
+        let registered = Arc::new(Handler::new(&handler)?);
         self.gateway.get().edit_routes(|routes| {
             if self.msg_ids.is_empty() {
                 if routes.default.is_some() {
@@ -694,7 +815,7 @@ impl RouteDecorator {
                         "a default route is already registered",
                     ));
                 }
-                routes.default = Some(unbound);
+                routes.default = Some(registered);
                 return Ok(());
             }
             if let Some(id) = self.msg_ids.iter().find(|id| routes.by_id.contains_key(id)) {
@@ -703,7 +824,7 @@ impl RouteDecorator {
                 )));
             }
             for id in &self.msg_ids {
-                routes.by_id.insert(*id, unbound.clone_ref(handler.py()));
+                routes.by_id.insert(*id, registered.clone());
             }
             Ok(())
         })?;
@@ -716,7 +837,10 @@ impl RouteDecorator {
 pub fn _at_exit(py: Python<'_>) -> PyResult<()> {
     let started: Vec<Py<Gateway>> = std::mem::take(&mut *lock(&STARTED));
     for gateway in started {
-        let _ = Gateway::stop_core(gateway.bind(py), Duration::from_secs(1));
+        // Bounded: a gateway served on an event loop that is gone has no one left to run its
+        // clients' on_disconnect.
+        let wait = Wait::Until(std::time::Instant::now() + Duration::from_secs(2));
+        let _ = Gateway::stop_core(gateway.bind(py), Duration::from_secs(1), wait);
     }
     py.detach(|| crate::runtime::shutdown(Duration::from_secs(1)));
     Ok(())

@@ -12,6 +12,7 @@ pub mod decoder;
 pub mod errors;
 pub mod format;
 pub mod gateway;
+pub mod gateway_loop;
 pub mod gil;
 pub mod load;
 pub mod packet;
@@ -48,6 +49,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::_load, m)?)?;
     m.add_class::<aio::PyBell>()?;
     m.add_class::<aio::PyAsyncConn>()?;
+    m.add_class::<gateway_loop::HandlerLoop>()?;
     unordered::<packet::Packet>(m.py())?;
     unordered::<format::PacketFormat>(m.py())?;
     unordered::<codec::Compression>(m.py())?;
