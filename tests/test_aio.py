@@ -271,6 +271,43 @@ def test_recv_times_out_and_the_connection_goes_on(run):
     peer.join()
 
 
+def test_deadlines_hold_after_many_requests_share_one_timer(run):
+    """One timer serves a connection's deadlines: requests that finish in time for longer than
+    the timeout (the timer fires with nothing due and sets itself again), then a recv that gets
+    nothing still times out on time, and different deadlines in several tasks each hold."""
+    gw = sw.Gateway(("127.0.0.1", 0), GAME)
+
+    @gw.route(1)
+    def echo_(client, packet):
+        return packet.body
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with await aio.connect(gw.address, GAME, timeout=0.3) as conn:
+            began = loop.time()
+            while loop.time() - began < 0.7:
+                assert (await conn.request(b"x", msg_id=1)).body == b"x"
+            began = loop.time()
+            with pytest.raises(TimeoutError):
+                await conn.recv()
+            assert 0.25 < loop.time() - began < 2
+
+            async def waits(timeout):
+                began = loop.time()
+                with pytest.raises(TimeoutError):
+                    await conn.recv(timeout=timeout)
+                return loop.time() - began
+
+            # the longest first: the timer must move to the earlier deadlines that follow
+            took = await asyncio.gather(waits(0.6), waits(0.1), waits(0.3))
+            assert took[1] < took[2] < took[0]
+            assert took[0] > 0.55 and took[1] > 0.08 and took[2] > 0.25
+            assert (await conn.request(b"still", msg_id=1, timeout=5)).body == b"still"
+
+    with gw:
+        run(main())
+
+
 def test_eof_inside_a_frame_is_an_incomplete_frame_then_closed(run):
     def script(sock):
         sock.sendall(GAME.pack(b"whole") + GAME.pack(b"cut short")[:7])

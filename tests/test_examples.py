@@ -20,6 +20,14 @@ EXPECT = {
         "bob <- carol left (kicked by alice)",
         "gateway stopped",
     ],
+    "async_client.py": [
+        "3 logins of 50 ms each took",
+        "bob <- alice whispers see you at noon (msg_id 9)",
+        "carol <- sorry I'm late (the same reply, not lost)",
+        "server: alice left (stopped)",
+        "gateway stopped (running=False)",
+        "all closed: True",
+    ],
     "framed_echo.py": ["reply msg_id=1001 b'ALICE:SECRET'", "20 replies in order", "server done"],
     "secure_chat.py": ["alice <- welcome, alice", "(zstd, then sealed)", "refused a client"],
     "tls_echo.py": [
@@ -82,6 +90,7 @@ def test_no_command_prints_help_and_fails():
         ("bench_packets.py", "(c) request/response"),
         ("bench_codecs.py", "(4) TLS bulk"),
         ("bench_gateway.py", "(4) 200 new connections"),
+        ("bench_aio.py", "(3) Gateway echo, 100 connections x 16 in flight"),
     ],
 )
 def test_benchmark_smoke(script, marker):

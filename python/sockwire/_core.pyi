@@ -874,6 +874,9 @@ class _HandlerLoop:
     def cancel(self) -> None:
         """Cancel every handler task still running."""
 
+    def flush(self) -> None:
+        """Write the replies queued by handlers that finished in this loop turn."""
+
     def drain(self) -> None:
         """Handle the events queued (the eventfd's reader)."""
 
