@@ -30,6 +30,7 @@ EXPECT = {
     ],
     "framed_echo.py": ["reply msg_id=1001 b'ALICE:SECRET'", "20 replies in order", "server done"],
     "secure_chat.py": ["alice <- welcome, alice", "(zstd, then sealed)", "refused a client"],
+    "test_load.py": ["2 passed"],
     "tls_echo.py": [
         "sockwire client (TLSv1.3) <- b'HELLO FROM SOCKWIRE'",
         "python ssl client (TLSv1.3) <- b'HELLO FROM SSL'",
@@ -91,6 +92,7 @@ def test_no_command_prints_help_and_fails():
         ("bench_codecs.py", "(4) TLS bulk"),
         ("bench_gateway.py", "(4) 200 new connections"),
         ("bench_aio.py", "(3) Gateway echo, 100 connections x 16 in flight"),
+        ("bench_swarm.py", "most connections held and cycling"),
     ],
 )
 def test_benchmark_smoke(script, marker):

@@ -48,6 +48,7 @@ from sockwire._core import (
     tcp_client_options,
     tcp_server_options,
 )
+from sockwire._swarm import Report, swarm
 
 __all__ = [
     "AF_INET",
@@ -81,6 +82,7 @@ __all__ = [
     "Packet",
     "PacketFormat",
     "ProtocolError",
+    "Report",
     "ServerFull",
     "Socket",
     "TlsConfig",
@@ -88,6 +90,7 @@ __all__ = [
     "connect",
     "create_client",
     "server_listener",
+    "swarm",
     "tcp_client_options",
     "tcp_server_options",
 ]

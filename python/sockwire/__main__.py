@@ -1,6 +1,7 @@
 """The ``sockwire`` command line: ``sockwire <command>`` or ``python -m sockwire <command>``.
 
-``sockwire --version`` prints the version; ``sockwire demo`` runs the seed recipe on loopback.
+``sockwire --version`` prints the version; ``sockwire demo`` runs the seed recipe on loopback;
+``sockwire bench HOST:PORT`` loads a server, ``sockwire echo-server PORT`` serves one to load.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def build_parser(prog: str = SCRIPT_PROG) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="<command>")
     demo = commands.add_parser("demo", help="run the seed recipe end to end on loopback")
     demo.set_defaults(func=_demo)
+    from sockwire._cli import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "_AsyncConn",
     "_Bell",
     "_HandlerLoop",
+    "_Swarm",
     "_at_exit",
     "_load",
     "accept_client_connect",
@@ -835,9 +836,52 @@ def _load(
 ) -> dict[str, Any]:
     """The core load driver, for the benchmarks: ``clients`` connections each keeping
     ``in_flight`` requests of ``body_size`` bytes outstanding, for ``requests`` in all or
-    ``duration`` seconds. Returns ``connected failed_connects sent received errors duration
-    throughput latency`` (``p50 p90 p99 p999 max mean``, seconds). Private: ``sockwire.swarm``
-    is its public face."""
+    ``duration`` seconds. Returns what ``_Swarm.finish`` returns: ``connected failed_connects
+    sent received pushed errors duration throughput latency`` (``p50 p90 p99 p999 max mean``,
+    seconds) ``timeline interrupted histogram``. Private: ``sockwire.swarm`` is its public
+    face."""
+
+@final
+class _Swarm:
+    """A run of the load driver (the private half of ``sockwire.swarm``): starts at once on a
+    runtime of its own; ``wait`` for its end, ``stop`` it, ``finish`` for the report's dict."""
+
+    def __new__(
+        cls,
+        addr: _AddressArg,
+        format: PacketFormat | None,
+        *,
+        clients: int,
+        in_flight: int,
+        requests: int | None,
+        duration: float | None,
+        rate: float | None,
+        ramp_up: float,
+        msg_id: int,
+        bodies: list[bytes],
+        fields: dict[str, Any] | None,
+        hello: list[tuple[int, bytes]],
+        expect: str | Callable[[bytes, Packet], object],
+        correlate: str | None,
+        timeout: float,
+        connect_timeout: float,
+        tls: TlsConfig | None,
+        threads: int | None,
+    ) -> Self: ...
+    def wait(self, timeout: float) -> bool:
+        """Wait (without the GIL) up to ``timeout`` seconds for the run to end; True once it
+        has."""
+
+    def stop(self) -> None:
+        """End the run: clients stop sending and close their connections."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """How the run is doing: ``elapsed connected sent received errors`` and the last whole
+        second's ``rate`` (replies) and ``p99`` (seconds)."""
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the run if it still goes on and return the report as a dict (the fields of
+        ``sockwire.Report``, plus ``histogram``: (latency upper bound, count) pairs)."""
 
 @final
 class _Bell:

@@ -36,8 +36,9 @@ from sockwire._core import (
     _Bell,
     _HandlerLoop,
 )
+from sockwire._swarm import Report, _Display, start_swarm
 
-__all__ = ["AsyncConnection", "connect"]
+__all__ = ["AsyncConnection", "connect", "swarm"]
 
 
 class _Bridge:
@@ -377,6 +378,30 @@ async def connect(
         core.close()
         raise
     return conn
+
+
+async def swarm(addr: tuple[str, int], *, progress: Any = False, **kwargs: Any) -> Report:
+    """``sockwire.swarm`` without blocking the loop: the same arguments, the same
+    :class:`~sockwire.Report`. The clients run on the swarm's own threads; the loop only waits.
+    Cancelled, the run is stopped (every connection closed) and the cancellation goes on."""
+    core = start_swarm(addr, **kwargs)
+    display = _Display(progress) if progress else None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    next_show = 1.0
+    try:
+        while not await asyncio.to_thread(core.wait, 0.25):
+            if display is not None and loop.time() - started >= next_show:
+                display.show(core.snapshot())
+                next_show += 1.0
+    except BaseException:
+        core.stop()
+        await asyncio.shield(asyncio.to_thread(core.finish))
+        raise
+    finally:
+        if display is not None:
+            display.close()
+    return Report(await asyncio.to_thread(core.finish))
 
 
 async def _serve(gateway: Gateway) -> None:

@@ -77,13 +77,13 @@ fn borrowed(pairs: &[(String, Value)]) -> Vec<(&str, Value)> {
 
 /// The values `pack` was given: `flags` and user fields by their `Role::User` index.
 #[derive(Default)]
-struct HeaderArgs {
-    flags: i64,
-    values: Vec<Option<Value>>,
+pub(crate) struct HeaderArgs {
+    pub(crate) flags: i64,
+    pub(crate) values: Vec<Option<Value>>,
 }
 
 impl PacketFormat {
-    fn header_args(&self, fields: Option<&Bound<'_, PyDict>>) -> PyResult<HeaderArgs> {
+    pub(crate) fn header_args(&self, fields: Option<&Bound<'_, PyDict>>) -> PyResult<HeaderArgs> {
         let f = &self.inner;
         let mut args = HeaderArgs {
             flags: 0,

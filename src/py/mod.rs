@@ -47,6 +47,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gateway::Gateway>()?;
     m.add_function(wrap_pyfunction!(gateway::_at_exit, m)?)?;
     m.add_function(wrap_pyfunction!(load::_load, m)?)?;
+    m.add_class::<load::Swarm>()?;
     m.add_class::<aio::PyBell>()?;
     m.add_class::<aio::PyAsyncConn>()?;
     m.add_class::<gateway_loop::HandlerLoop>()?;
