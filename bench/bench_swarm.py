@@ -8,8 +8,9 @@ behind a `!I` length.
 (2) the most connections swarm holds open and cycling at once (aim: 10,000).
 
 Figures are taken as bench/_harness.py says; the load and the server run on separate CPUs
-(`--pin split`) so that the server is not what is measured. The Rust programs are built with
-`cargo build --release --examples` on first use. Run: python bench/bench_swarm.py [--quick]
+(`--pin split`) so that the server is not what is measured. The Rust programs (a package of
+their own, bench/rust/Cargo.toml, tokio only) are built on first use.
+Run: python bench/bench_swarm.py [--quick]
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from _harness import Bench, start_peer
 import sockwire
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "target" / "release" / "examples"
+PEERS = ROOT / "bench" / "rust"
+EXAMPLES = PEERS / "target" / "release"
 HDR = struct.Struct("!I")
 BODY = b"x" * 64
 
@@ -45,7 +47,10 @@ def build_rust() -> None:
         not (EXAMPLES / "bench_echo_server").exists()
         or not (EXAMPLES / "bench_tokio_client").exists()
     ):
-        subprocess.run(["cargo", "build", "--release", "--examples", "-q"], cwd=ROOT, check=True)
+        manifest = PEERS / "Cargo.toml"
+        subprocess.run(
+            ["cargo", "build", "--release", "-q", "--manifest-path", manifest], check=True
+        )
 
 
 def _rust_echo_server(port_q) -> None:
@@ -136,7 +141,9 @@ def bench_most_connections(port: int, counts: list[int], seconds: float) -> None
             ramp_up=min(2.0, seconds / 2),
         )
         ok = not report.errors and report.connected == clients
-        every_one = ok and min(s["received"] for s in report.timeline[1:] or [{"received": 0}])
+        # every second after the first (the ramp-up) served requests
+        seconds_after_ramp = report.timeline[1:] or report.timeline
+        every_one = ok and min(s["received"] for s in seconds_after_ramp) > 0
         print(
             f"    {clients:6,} clients: connected {report.connected:,}, "
             f"{report.throughput:,.0f} requests/s, p99 {report.latency['p99'] * 1e3:.1f} ms, "

@@ -2,6 +2,7 @@
 
 `listener`, `socket_pair` and `connection_pair` are plain loopback TCP; `pki` and `tls_pair`
 are their TLS counterparts. A module that needs another backlog overrides `listener_backlog`.
+`run` runs a coroutine on the default asyncio loop and on uvloop (the test runs twice).
 """
 
 import threading
@@ -101,3 +102,22 @@ def tls_pair(pki):
     yield client, server
     client.close()
     server.close()
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request):
+    """Runs a coroutine to completion (within `timeout` seconds) on a fresh loop of each kind:
+    every test that takes it runs on the default asyncio loop and on uvloop."""
+    import asyncio
+
+    import uvloop
+
+    runner = asyncio.run if request.param == "asyncio" else uvloop.run
+
+    def run(coro, timeout=30):
+        async def bounded():
+            return await asyncio.wait_for(coro, timeout)
+
+        return runner(bounded())
+
+    return run

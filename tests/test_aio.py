@@ -12,26 +12,11 @@ import threading
 import time
 
 import pytest
-import uvloop
 
 import sockwire as sw
 from sockwire import aio
 
 GAME = sw.PacketFormat("!IH", ("length", "msg_id"))
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request):
-    """Runs a coroutine to completion on a fresh loop of each kind."""
-    runner = asyncio.run if request.param == "asyncio" else uvloop.run
-
-    def run(coro, timeout=20):
-        async def bounded():
-            return await asyncio.wait_for(coro, timeout)
-
-        return runner(bounded())
-
-    return run
 
 
 class Peer:

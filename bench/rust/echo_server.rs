@@ -2,7 +2,7 @@
 //! echo for any length-prefixed format), one task per connection, nothing else, so that the
 //! server is not what a load benchmark measures.
 //!
-//! `cargo run --release --example bench_echo_server [PORT] [THREADS]` prints `listening on PORT`.
+//! `cargo run --release --manifest-path bench/rust/Cargo.toml --bin bench_echo_server [PORT] [THREADS]` prints `listening on PORT`.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -2,7 +2,7 @@
 //! `CONNECTIONS` connections each doing request/response (64-byte bodies behind a `!I` length,
 //! one in flight) for `SECONDS`, on `THREADS` runtime threads; prints `requests N seconds S`.
 //!
-//! `cargo run --release --example bench_tokio_client PORT CONNECTIONS SECONDS [THREADS]`
+//! `cargo run --release --manifest-path bench/rust/Cargo.toml --bin bench_tokio_client PORT CONNECTIONS SECONDS [THREADS]`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

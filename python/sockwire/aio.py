@@ -17,13 +17,14 @@ Works on the default asyncio loop and on uvloop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import math
 import os
 import types
 import weakref
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from sockwire._core import (
@@ -404,17 +405,29 @@ async def swarm(addr: tuple[str, int], *, progress: Any = False, **kwargs: Any) 
     return Report(await asyncio.to_thread(core.finish))
 
 
-async def _serve(gateway: Gateway) -> None:
-    """``await gateway.serve()``: the gateway's events handled on the running loop until it
-    stops; cancelled, it stops the gateway gracefully, then goes on with the cancellation."""
+@contextlib.contextmanager
+def _watching(handler_loop: _HandlerLoop) -> Iterator[asyncio.Future[None]]:
+    """The running loop handles ``handler_loop``'s events (its eventfd's reader) while in the
+    block; yields the future resolved once the gateway has stopped."""
     loop = asyncio.get_running_loop()
-    handler_loop = gateway._start_on_loop()
     finished: asyncio.Future[None] = loop.create_future()
     fd = handler_loop.fileno()
     handler_loop.attach(finished)
     loop.add_reader(fd, handler_loop.drain)
     try:
         handler_loop.drain()  # what was queued before the reader was added
+        yield finished
+    finally:
+        loop.remove_reader(fd)
+        handler_loop.detach()
+
+
+async def _serve(gateway: Gateway) -> None:
+    """``await gateway.serve()``: the gateway's events handled on the running loop until it
+    stops; cancelled, it stops the gateway gracefully, then goes on with the cancellation."""
+    loop = asyncio.get_running_loop()
+    handler_loop = gateway._start_on_loop()
+    with _watching(handler_loop) as finished:
         try:
             await asyncio.shield(finished)
         except GeneratorExit:
@@ -436,23 +449,11 @@ async def _serve(gateway: Gateway) -> None:
                     handler_loop.cancel()
                     deadline = None
             raise
-    finally:
-        loop.remove_reader(fd)
-        handler_loop.detach()
 
 
 async def _handle_until_stopped(handler_loop: _HandlerLoop) -> None:
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[None] = loop.create_future()
-    fd = handler_loop.fileno()
-    handler_loop.attach(finished)
-    loop.add_reader(fd, handler_loop.drain)
-    try:
-        handler_loop.drain()
+    with _watching(handler_loop) as finished:
         await finished
-    finally:
-        loop.remove_reader(fd)
-        handler_loop.detach()
 
 
 def _run_handler_loop(handler_loop: _HandlerLoop) -> None:
