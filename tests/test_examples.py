@@ -29,6 +29,7 @@ EXPECT = {
         "all closed: True",
     ],
     "framed_echo.py": ["reply msg_id=1001 b'ALICE:SECRET'", "20 replies in order", "server done"],
+    "locustfile.py": ["login: 20 requests, 0 failures", "chat: "],
     "secure_chat.py": ["alice <- welcome, alice", "(zstd, then sealed)", "refused a client"],
     "test_load.py": ["2 passed"],
     "tls_echo.py": [
@@ -93,6 +94,7 @@ def test_no_command_prints_help_and_fails():
         ("bench_gateway.py", "(4) 200 new connections"),
         ("bench_aio.py", "(3) Gateway echo, 100 connections x 16 in flight"),
         ("bench_swarm.py", "most connections held and cycling"),
+        ("bench_locust.py", "(2) Locust's p50 against a server answering 5 ms late"),
     ],
 )
 def test_benchmark_smoke(script, marker):

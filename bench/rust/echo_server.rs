@@ -2,7 +2,9 @@
 //! echo for any length-prefixed format), one task per connection, nothing else, so that the
 //! server is not what a load benchmark measures.
 //!
-//! `cargo run --release --manifest-path bench/rust/Cargo.toml --bin bench_echo_server [PORT] [THREADS]` prints `listening on PORT`.
+//! `cargo run --release --manifest-path bench/rust/Cargo.toml --bin bench_echo_server [PORT]
+//! [THREADS] [DELAY_MS]` prints `listening on PORT`. With DELAY_MS, every read is echoed that
+//! many milliseconds later (a server with a known delay, for bench_locust.py).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -11,6 +13,8 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let port: u16 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let delay_ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let delay = std::time::Duration::from_millis(delay_ms);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -27,6 +31,9 @@ fn main() -> std::io::Result<()> {
                     match stream.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
                         Ok(n) => {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
                             if stream.write_all(&buf[..n]).await.is_err() {
                                 return;
                             }

@@ -1,0 +1,185 @@
+"""sockwire.locust under Locust itself, in subprocesses (importing locust patches the process
+with gevent): a user waiting for a reply never blocks the others, requests are reported to
+Locust's statistics, catch_response decides failures, and distributed mode works unchanged."""
+
+import asyncio
+import csv
+import importlib.util
+import os
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+# Only looked up, never imported here: importing locust patches this process with gevent.
+if importlib.util.find_spec("locust") is None:
+    pytest.skip("locust is not installed", allow_module_level=True)
+
+HDR = struct.Struct("!IH")
+
+
+class SlowEchoServer:
+    """An asyncio server that answers each request 5 ms later (and `fail` when asked)."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def handle(reader, writer):
+            try:
+                while True:
+                    length, msg_id = HDR.unpack(await reader.readexactly(HDR.size))
+                    body = await reader.readexactly(length)
+                    await asyncio.sleep(0.005)
+                    if body == b"fail":
+                        body = b"wrong"
+                    writer.write(HDR.pack(len(body), msg_id) + body)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+
+        async def start():
+            self.server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        self.thread = threading.Thread(
+            target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
+            daemon=True,
+        )
+        self.thread.start()
+        ready.wait(5)
+
+    def close(self):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = SlowEchoServer()
+    yield s
+    s.close()
+
+
+LOCUSTFILE = textwrap.dedent(
+    """
+    import os, time
+    import gevent
+    from locust import constant, events, task
+    import sockwire
+    from sockwire.locust import SockwireUser
+
+    class Player(SockwireUser):
+        format = sockwire.PacketFormat("!IH", ("length", "msg_id"))
+        wait_time = constant(0)
+
+        @task(3)
+        def ping(self):
+            self.client.request(b"ping", msg_id=1, name=NAME)
+
+        @task(1)
+        def checked(self):
+            with self.client.request(b"fail", msg_id=2, name="checked",
+                                     catch_response=True) as r:
+                if r.reply.body != b"fail":
+                    r.failure("the server changed my body")
+
+    NAME = os.environ.get("REQUEST_NAME", "ping")
+    gaps = []
+
+    @events.test_start.add_listener
+    def ticker(environment, **kwargs):
+        def tick():
+            last = time.monotonic()
+            while True:
+                gevent.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+        gevent.spawn(tick)
+
+    @events.quitting.add_listener
+    def largest_gap(environment, **kwargs):
+        if gaps:
+            print(f"largest gap {max(gaps) * 1000:.1f} ms", flush=True)
+    """
+)
+
+
+def locust(tmp_path, *args, env=None, **kwargs):
+    (tmp_path / "locustfile.py").write_text(LOCUSTFILE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(tmp_path / "locustfile.py"), *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+def stats(path):
+    with open(path) as f:
+        return {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def test_fifty_users_never_block_the_hub_and_requests_are_reported(server, tmp_path):
+    proc = locust(
+        tmp_path,
+        "--headless",
+        "-u",
+        "50",
+        "-r",
+        "50",
+        "-t",
+        "3s",
+        "--host",
+        f"tcp://127.0.0.1:{server.port}",
+        "--csv",
+        "run",
+        "--only-summary",
+    )
+    out, _ = proc.communicate(timeout=60)
+    gap = float(out.split("largest gap ")[1].split()[0])
+    assert gap < 60, out  # ms: a 10 ms ticker kept ticking while 50 users waited
+    rows = stats(tmp_path / "run_stats.csv")
+    ping, checked = rows["ping"], rows["checked"]
+    assert ping["Type"] == "sockwire"
+    assert int(ping["Request Count"]) > 1000 and int(ping["Failure Count"]) == 0
+    assert 5 <= float(ping["Median Response Time"]) < 50  # the server's 5 ms, plus a little
+    assert float(ping["Average Content Size"]) == 4  # len(b"ping")
+    # catch_response: every "checked" request got a reply the test rejected
+    assert int(checked["Failure Count"]) == int(checked["Request Count"]) > 0
+    failures = list(csv.DictReader(open(tmp_path / "run_failures.csv")))
+    assert any("the server changed my body" in f["Error"] for f in failures)
+
+
+def test_distributed_master_counts_requests_from_both_workers(server, tmp_path):
+    host = f"tcp://127.0.0.1:{server.port}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])  # free now: the master binds it
+    master = locust(
+        tmp_path,
+        *("--headless", "--master", "--expect-workers", "2", "--master-bind-host", "127.0.0.1"),
+        *("--master-bind-port", port, "-u", "20", "-r", "20", "-t", "4s", "--host", host),
+        *("--csv", "dist", "--only-summary"),
+    )
+    workers = [
+        locust(
+            tmp_path,
+            *("--worker", "--master-host", "127.0.0.1", "--master-port", port),
+            env={**os.environ, "REQUEST_NAME": f"ping from worker {i}"},
+        )
+        for i in range(2)
+    ]
+    out, _ = master.communicate(timeout=90)
+    for worker in workers:
+        worker.communicate(timeout=30)
+    rows = stats(tmp_path / "dist_stats.csv")
+    for i in range(2):  # each worker names its requests: both reached the master's stats
+        assert int(rows[f"ping from worker {i}"]["Request Count"]) > 100, (rows.keys(), out)
