@@ -6,8 +6,8 @@ packets of the class's ``format`` (and ``tls``) to ``host = "tcp://HOST:PORT"``.
 statistics, web UI, CSV and distributed mode (``--master`` / ``--worker``) work unchanged.
 
 The socket, the framing and the codecs run on sockwire's runtime threads; a user waiting for a
-reply waits on an eventfd that gevent's hub watches (``gevent.socket.wait_read``), so every
-other user, and Locust's own greenlets, keep running meanwhile. A blocking call into compiled
+reply parks its greenlet until the one eventfd of the process, watched by gevent's hub, says
+its reply is there, so every other user, and Locust's own greenlets, keep running meanwhile. A blocking call into compiled
 code would freeze the whole worker instead (gevent only switches greenlets at its own waits).
 """
 

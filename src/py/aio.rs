@@ -46,8 +46,7 @@ impl PyBell {
 
     #[doc = pydoc!("_Bell.wake")]
     // NOTE: the same loop in Python cost about 1 µs per wake-up more (100 connections doing
-    // request/response on uvloop: 113 k requests/s with the Python loop, see the NOTE in
-    // aio.py for the figure after).
+    // request/response on uvloop: 113 k requests/s with the Python loop).
     #[pyo3(signature = (waiters, /))]
     fn wake(&self, py: Python<'_>, waiters: &Bound<'_, PyDict>) -> PyResult<()> {
         let mut tokens = Vec::new();
