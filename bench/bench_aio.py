@@ -28,6 +28,7 @@ from typing import Any
 
 import uvloop
 from _harness import Bench, start_peer
+from bench_gateway import throughput
 
 import sockwire
 from sockwire import aio
@@ -179,16 +180,7 @@ def bench_clients(bench: Bench, port: int, conns: int, requests: int, target: fl
 def bench_handlers(bench: Bench, servers: dict[str, int], in_flight: int, seconds: float):
     def contender(name: str) -> Callable[[], float]:
         def run() -> float:
-            report = sockwire._core._load(
-                ("127.0.0.1", servers[name]),
-                FMT,
-                clients=100,
-                in_flight=in_flight,
-                duration=seconds,
-                body_size=len(BODY),
-                expect_echo=True,
-            )
-            assert not report["errors"], report["errors"]
+            report = throughput(servers[name], 100, in_flight, seconds)
             return 1 / report["throughput"]
 
         return run

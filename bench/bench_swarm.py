@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import resource
 import socket
 import struct
 import subprocess
@@ -27,6 +26,7 @@ import time
 
 import uvloop
 from _harness import Bench, start_peer
+from bench_gateway import _raise_fd_limit
 
 import sockwire
 
@@ -35,11 +35,6 @@ PEERS = ROOT / "bench" / "rust"
 EXAMPLES = PEERS / "target" / "release"
 HDR = struct.Struct("!I")
 BODY = b"x" * 64
-
-
-def _raise_fd_limit() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def build_rust() -> None:
