@@ -11,9 +11,9 @@ import struct
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
+from _asyncio_server import AsyncioServer
 
 # Only looked up, never imported here: importing locust patches this process with gevent.
 if importlib.util.find_spec("locust") is None:
@@ -22,46 +22,24 @@ if importlib.util.find_spec("locust") is None:
 HDR = struct.Struct("!IH")
 
 
-class SlowEchoServer:
-    """An asyncio server that answers each request 5 ms later (and `fail` when asked)."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        async def handle(reader, writer):
-            try:
-                while True:
-                    length, msg_id = HDR.unpack(await reader.readexactly(HDR.size))
-                    body = await reader.readexactly(length)
-                    await asyncio.sleep(0.005)
-                    if body == b"fail":
-                        body = b"wrong"
-                    writer.write(HDR.pack(len(body), msg_id) + body)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
-
-        async def start():
-            self.server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=512)
-            self.port = self.server.sockets[0].getsockname()[1]
-            ready.set()
-
-        self.thread = threading.Thread(
-            target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
-            daemon=True,
-        )
-        self.thread.start()
-        ready.wait(5)
-
-    def close(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
+async def slow_echo(reader, writer):
+    """Answers each request 5 ms later (and not with `fail` when asked to echo it)."""
+    try:
+        while True:
+            length, msg_id = HDR.unpack(await reader.readexactly(HDR.size))
+            body = await reader.readexactly(length)
+            await asyncio.sleep(0.005)
+            if body == b"fail":
+                body = b"wrong"
+            writer.write(HDR.pack(len(body), msg_id) + body)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
 
 
 @pytest.fixture(scope="module")
 def server():
-    s = SlowEchoServer()
-    yield s
-    s.close()
+    with AsyncioServer(slow_echo, backlog=512) as s:
+        yield s
 
 
 LOCUSTFILE = textwrap.dedent(

@@ -17,6 +17,7 @@ import time
 
 import pytest
 import uvloop
+from _asyncio_server import AsyncioServer
 
 import sockwire as sw
 from sockwire import aio
@@ -246,48 +247,30 @@ def test_an_expect_callable_that_raises_is_logged_once(caplog):
     assert record.exc_info[0] is RuntimeError
 
 
-class AsyncioServer:
-    """An asyncio server in a thread of its own: `handler(reader, writer)` per connection."""
-
-    def __init__(self, handler):
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        async def start():
-            self.server = await asyncio.start_server(handler, "127.0.0.1", 0)
-            self.address = self.server.sockets[0].getsockname()
-            ready.set()
-
-        self.thread = threading.Thread(
-            target=lambda: (self.loop.run_until_complete(start()), self.loop.run_forever()),
-            daemon=True,
-        )
-        self.thread.start()
-        ready.wait(5)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
 def test_correlated_replies_out_of_order_with_pushed_packets():
     """The server answers each pair of requests in reverse order, and pushes a packet of its
-    own after every third request: the swarm matches replies by the seq field."""
+    own after every third request of a connection: the swarm matches replies by the seq field.
+    (The clients share the budget, so a connection's count is not known in advance: the server
+    counts its pushes, and answers a request left without a partner after 50 ms.)"""
+    pushes = []
 
     async def handler(reader, writer):
         held = []
         count = 0
         try:
             while True:
-                header = await reader.readexactly(SEQ_HDR.size)
+                try:
+                    header = await asyncio.wait_for(reader.readexactly(SEQ_HDR.size), 0.05)
+                except TimeoutError:
+                    writer.write(b"".join(held))
+                    held.clear()
+                    continue
                 length, msg_id, seq = SEQ_HDR.unpack(header)
                 body = await reader.readexactly(length)
                 held.append(SEQ_HDR.pack(length, msg_id, seq) + body)
                 count += 1
                 if count % 3 == 0:
+                    pushes.append(1)
                     writer.write(SEQ_HDR.pack(4, 99, 999_999) + b"push")
                 if len(held) == 2:
                     writer.write(held[1] + held[0])
@@ -310,7 +293,7 @@ def test_correlated_replies_out_of_order_with_pushed_packets():
         )
     assert report.errors == {}
     assert (report.sent, report.received) == (400, 400)
-    assert report.pushed == 4 * (100 // 3)
+    assert report.pushed == len(pushes) >= 4 * (100 // 3) - 4
 
 
 def test_a_stall_under_rate_shows_in_p99():
