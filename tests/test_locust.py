@@ -161,3 +161,43 @@ def test_distributed_master_counts_requests_from_both_workers(server, tmp_path):
     rows = stats(tmp_path / "dist_stats.csv")
     for i in range(2):  # each worker names its requests: both reached the master's stats
         assert int(rows[f"ping from worker {i}"]["Request Count"]) > 100, (rows.keys(), out)
+
+
+def test_default_request_name_type_and_bad_hosts():
+    code = textwrap.dedent(
+        """
+        from locust import events
+        from locust.env import Environment
+        import sockwire
+        from sockwire.locust import SockwireClient, parse_host
+
+        for bad in ["http://127.0.0.1:80", "tcp://127.0.0.1", "", None]:
+            try:
+                parse_host(bad)
+            except ValueError as exc:
+                print("refused", repr(bad), "-", exc)
+        print(parse_host("tcp://127.0.0.1:9000"), parse_host("localhost:7"))
+
+        fmt = sockwire.PacketFormat("!IH", ("length", "msg_id"))
+        gw = sockwire.Gateway(("127.0.0.1", 0), fmt)
+        gw.route()(lambda client, packet: packet)
+        seen = []
+        env = Environment(events=events)
+        env.events.request.add_listener(lambda **kw: seen.append(kw))
+        with gw:
+            client = SockwireClient(*gw.address[:2], format=fmt, tls=None, timeout=5,
+                                    environment=env)
+            assert client.request(b"abc", msg_id=3).body == b"abc"
+            client.close()
+        [event] = seen
+        print(event["request_type"], "|", event["name"], "|", event["response_length"],
+              "|", event["exception"])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("refused") == 4
+    assert "refused 'http://127.0.0.1:80' - host must be \"tcp://HOST:PORT\"" in out
+    assert "('127.0.0.1', 9000) ('localhost', 7)" in out
+    assert "sockwire | msg 3 | 3 | None" in out
