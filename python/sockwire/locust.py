@@ -7,8 +7,9 @@ statistics, web UI, CSV and distributed mode (``--master`` / ``--worker``) work 
 
 The socket, the framing and the codecs run on sockwire's runtime threads; a user waiting for a
 reply parks its greenlet until the one eventfd of the process, watched by gevent's hub, says
-its reply is there, so every other user, and Locust's own greenlets, keep running meanwhile. A blocking call into compiled
-code would freeze the whole worker instead (gevent only switches greenlets at its own waits).
+its reply is there, so every other user, and Locust's own greenlets, keep running meanwhile.
+A blocking call into compiled code would freeze the whole worker instead (gevent only switches
+greenlets at its own waits).
 """
 
 from __future__ import annotations
