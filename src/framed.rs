@@ -323,6 +323,23 @@ impl Framed {
         result
     }
 
+    /// Sends `frames`, then receives the next packet: the reply, in a request/response
+    /// protocol.
+    // NOTE: polling before the first read of the reply (as CPython's timed sockets poll before
+    // every read) measured no better than reading at once: 1.21-1.22x the hand-written loop
+    // against 1.22-1.29x. The peer usually runs while the request is being sent, so the reply
+    // is already there: 93 of 20,000 first reads found nothing.
+    pub fn request<E: From<Error>>(
+        &self,
+        stream: &Stream,
+        frames: Vec<u8>,
+        wait: Wait,
+        on_signal: &mut impl FnMut() -> std::result::Result<(), E>,
+    ) -> std::result::Result<Packet, E> {
+        self.send(stream, frames, wait, on_signal)?;
+        self.recv(stream, wait, on_signal)
+    }
+
     /// Sends `frames` whole, one sender at a time. The frames go through the outbox, not the
     /// caller's stack: if a signal handler sends on this connection while this send waits to
     /// resume, the handler (which gets the lock this thread holds) finishes writing these

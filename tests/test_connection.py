@@ -60,6 +60,28 @@ def test_request(pair):
     assert reply == sw.Packet(b"PING", msg_id=11)
 
 
+def test_send_and_request_take_arguments_as_python_methods_do(connection_pair):
+    fmt = sw.PacketFormat("!IHB", ("length", "msg_id", "kind"))
+    client, server = connection_pair(fmt)
+    client.send(body=b"a", kind=2, msg_id=1)
+    assert server.recv() == fmt.unpack(fmt.pack(b"a", 1, kind=2))
+    server.send(b"b", 2)
+    # timeout=None given explicitly is the socket's timeout, as when it is left out.
+    assert client.request(b"x", 3, None, kind=4).body == b"b"
+    assert server.recv().header == {"kind": 4}
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'body'"):
+        client.send(msg_id=1)
+    with pytest.raises(TypeError, match=r"takes from 1 to 3 positional arguments but 4"):
+        client.request(b"x", 1, 5, 6)
+    with pytest.raises(TypeError, match=r"multiple values for argument 'timeout'"):
+        client.request(b"x", 1, 5, timeout=5)
+    with pytest.raises(TypeError, match="no 'nope' field"):
+        client.send(b"x", nope=1)
+    with pytest.raises(TimeoutError):
+        client.request(b"nobody answers", timeout=0.05)
+    assert server.recv().body == b"nobody answers"  # nothing else was sent
+
+
 def test_iteration_until_eof(pair):
     client, server = pair
     client.send_many([b"a", b"b", b"c"])

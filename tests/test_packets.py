@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import sockwire as sw
 
 GAME = sw.PacketFormat("!IHB", ("length", "msg_id", "flags"))
+HDR_GAME = struct.Struct("!IHB")
 HELLO = b"HELLO, WORLD"
 CA = b"\xca"
 
@@ -124,6 +125,37 @@ def test_pack_rejects_bad_values():
         sw.PacketFormat(max_body=4).pack(b"12345")
     with pytest.raises(ValueError, match="cannot hold"):
         sw.PacketFormat("!B", max_body=1000).pack(b"x" * 300)
+
+
+def test_pack_takes_its_arguments_as_a_python_method_would():
+    # pack() parses its own arguments (sockwire/py/fastcall.rs): positional or keyword, the
+    # rest as header fields, and Python's TypeErrors for a missing, repeated or surplus one.
+    frame = GAME.pack(b"ab", 5, flags=9)
+    assert frame == HDR_GAME.pack(2, 5, 9) + b"ab"
+    assert GAME.pack(body=b"ab", msg_id=5, flags=9) == frame
+    assert GAME.pack(b"ab", flags=9, msg_id=5) == frame
+    # A name built at run time is not interned: matched by value all the same.
+    assert GAME.pack(b"ab", **{"msg_" + "id": 5, "fl" + "ags": 9}) == frame
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'body'"):
+        GAME.pack()
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'body'"):
+        GAME.pack(msg_id=5)
+    with pytest.raises(TypeError, match=r"takes from 1 to 2 positional arguments but 3"):
+        GAME.pack(b"ab", 5, 9)
+    with pytest.raises(TypeError, match=r"multiple values for argument 'msg_id'"):
+        GAME.pack(b"ab", 5, msg_id=5)
+    with pytest.raises(TypeError, match=r"multiple values for argument 'body'"):
+        GAME.pack(b"ab", body=b"ab")
+    with pytest.raises(TypeError, match=r"argument 'msg_id': 'str' object cannot be interpreted"):
+        GAME.pack(b"ab", msg_id="5")
+    with pytest.raises(TypeError, match=r"keywords must be strings"):
+        GAME.pack(b"ab", **{1: 2})
+    # Unbound, through the class, with the instance checked.
+    assert sw.PacketFormat.pack(GAME, b"ab", 5, flags=9) == frame
+    with pytest.raises(TypeError, match="PacketFormat"):
+        sw.PacketFormat.pack(object(), b"ab")
+    assert "**fields" in sw.PacketFormat.pack.__text_signature__
+    assert sw.PacketFormat.pack.__doc__.startswith("One frame carrying")
 
 
 def test_pack_accepts_bytes_like():

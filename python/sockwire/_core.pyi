@@ -614,7 +614,8 @@ class Connection:
         timeout: float | None = None,
         **fields: int | bytes,
     ) -> Packet:
-        """Send a packet and return the next one received."""
+        """Send a packet and return the next one received. ``timeout`` bounds the whole call,
+        sending and receiving (``None``: the socket's timeout)."""
 
     def shutdown_write(self) -> None:
         """Half-close: send EOF; receiving goes on until the peer closes."""

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::convert::address_arg;
-use super::format::PacketFormat;
+use super::format::{dict_fields, PacketFormat};
 use super::packet::Packet;
 use super::tls::TlsConfig;
 use crate::async_conn::{AsyncConn, Target};
@@ -154,7 +154,7 @@ impl PyAsyncConn {
         let mut frame = Vec::new();
         self.format
             .get()
-            .pack_one(&mut frame, body, msg_id, fields)?;
+            .pack_one(&mut frame, body, msg_id, dict_fields(fields))?;
         Ok(self.inner.send(frame)?)
     }
 
@@ -166,7 +166,10 @@ impl PyAsyncConn {
         msg_id: i64,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let frames = self.format.get().pack_all(items, msg_id, fields)?;
+        let frames = self
+            .format
+            .get()
+            .pack_all(items, msg_id, dict_fields(fields))?;
         Ok(self.inner.send(frames)?)
     }
 

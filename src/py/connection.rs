@@ -4,7 +4,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::convert::timeout_arg;
-use super::format::PacketFormat;
+use super::fastcall::{int_arg, Args, Params};
+use super::format::{dict_fields, FieldArg, PacketFormat};
 use super::gil::{detached, released};
 use super::packet::Packet;
 use super::setup::create_client;
@@ -55,6 +56,62 @@ impl Connection {
     }
 }
 
+static SEND: Params<2> = params!("Connection.send", ["body", "msg_id"], required = 1);
+static REQUEST: Params<3> = params!(
+    "Connection.request",
+    ["body", "msg_id", "timeout"],
+    required = 1
+);
+
+impl Connection {
+    fn send<'py>(
+        &self,
+        body: &Bound<'py, PyAny>,
+        msg_id: i64,
+        fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
+    ) -> PyResult<()> {
+        let mut frame = Vec::new();
+        self.format
+            .get()
+            .pack_one(&mut frame, body, msg_id, fields)?;
+        self.send_frames(body.py(), frame)
+    }
+
+    /// `Connection.send(body, msg_id=0, **fields)`, installed by `fastcall::install`.
+    pub(crate) fn send_fast<'py>(
+        slf: &Bound<'py, Self>,
+        args: Args<'_, 'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ([body, msg_id], fields) = args.parse(&SEND)?;
+        let body = body.expect("parse() checks required arguments");
+        slf.get()
+            .send(&body, int_arg(msg_id, "msg_id")?, fields.iter())?;
+        Ok(slf.py().None().into_bound(slf.py()))
+    }
+
+    /// `Connection.request(body, msg_id=0, timeout=None, **fields)`, installed by
+    /// `fastcall::install`.
+    pub(crate) fn request_fast<'py>(
+        slf: &Bound<'py, Self>,
+        args: Args<'_, 'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ([body, msg_id, timeout], fields) = args.parse(&REQUEST)?;
+        let body = body.expect("parse() checks required arguments");
+        let (py, conn) = (slf.py(), slf.get());
+        let wait = conn.wait_for(timeout.as_deref().filter(|t| !t.is_none()))?;
+        let mut frame = Vec::new();
+        conn.format
+            .get()
+            .pack_one(&mut frame, &body, int_arg(msg_id, "msg_id")?, fields.iter())?;
+        // Send and receive in one release of the GIL.
+        let stream = &conn.sock.get().inner;
+        let reply = detached(py, |on_signal| {
+            conn.inner.request(stream, frame, wait, on_signal)
+        })?;
+        Ok(Packet::from_core(py, conn.inner.format(), reply)?.into_any())
+    }
+}
+
 #[pymethods]
 impl Connection {
     #[new]
@@ -95,22 +152,6 @@ impl Connection {
         self.sock.get().sock().fileno()
     }
 
-    #[doc = pydoc!("Connection.send")]
-    #[pyo3(signature = (body, msg_id=0, **fields))]
-    fn send(
-        &self,
-        py: Python<'_>,
-        body: &Bound<'_, PyAny>,
-        msg_id: i64,
-        fields: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<()> {
-        let mut frame = Vec::new();
-        self.format
-            .get()
-            .pack_one(&mut frame, body, msg_id, fields)?;
-        self.send_frames(py, frame)
-    }
-
     #[doc = pydoc!("Connection.send_many")]
     #[pyo3(signature = (items, msg_id=0, **fields))]
     fn send_many(
@@ -120,7 +161,10 @@ impl Connection {
         msg_id: i64,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let frames = self.format.get().pack_all(items, msg_id, fields)?;
+        let frames = self
+            .format
+            .get()
+            .pack_all(items, msg_id, dict_fields(fields))?;
         self.send_frames(py, frames)
     }
 
@@ -132,21 +176,6 @@ impl Connection {
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, Packet>> {
         let wait = self.wait_for(timeout)?;
-        self.recv_packet(py, wait)
-    }
-
-    #[doc = pydoc!("Connection.request")]
-    #[pyo3(signature = (body, msg_id=0, timeout=None, **fields))]
-    fn request<'py>(
-        &self,
-        py: Python<'py>,
-        body: &Bound<'_, PyAny>,
-        msg_id: i64,
-        timeout: Option<&Bound<'_, PyAny>>,
-        fields: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Bound<'py, Packet>> {
-        let wait = self.wait_for(timeout)?;
-        self.send(py, body, msg_id, fields)?;
         self.recv_packet(py, wait)
     }
 

@@ -10,6 +10,7 @@ use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use super::codec::{cipher_arg, compression_arg, Cipher, Compression};
 use super::convert::{size_arg, type_name, usize_arg, BytesArg};
 use super::decoder::Decoder;
+use super::fastcall::{int_arg, Args, Params};
 use super::gil::{codec_work, packing_releases};
 use super::packet::{value_from_py, Packet};
 use crate::error::Error;
@@ -75,7 +76,22 @@ fn borrowed(pairs: &[(String, Value)]) -> Vec<(&str, Value)> {
     pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
 }
 
-/// The values `pack` was given: `flags` and user fields by their `Role::User` index.
+/// One `**fields` keyword: its name and value.
+pub(crate) type FieldArg<'py> = (Bound<'py, PyString>, Bound<'py, PyAny>);
+
+/// `**fields` as pyo3 gives them (a dict, or None when no keyword was passed), for
+/// `PacketFormat::header_args`.
+pub(crate) fn dict_fields<'a, 'py>(
+    fields: Option<&'a Bound<'py, PyDict>>,
+) -> impl Iterator<Item = PyResult<FieldArg<'py>>> + 'a {
+    fields
+        .into_iter()
+        .flat_map(|d| d.iter())
+        .map(|(k, v)| Ok((k.cast_into::<PyString>()?, v)))
+}
+
+/// The values `pack` was given: `flags` and user fields by their `Role::User` index (`values`
+/// is empty, or shorter than the user fields, when some were not given).
 #[derive(Default)]
 pub(crate) struct HeaderArgs {
     pub(crate) flags: i64,
@@ -83,17 +99,17 @@ pub(crate) struct HeaderArgs {
 }
 
 impl PacketFormat {
-    pub(crate) fn header_args(&self, fields: Option<&Bound<'_, PyDict>>) -> PyResult<HeaderArgs> {
+    pub(crate) fn header_args<'py>(
+        &self,
+        fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
+    ) -> PyResult<HeaderArgs> {
         let f = &self.inner;
-        let mut args = HeaderArgs {
-            flags: 0,
-            values: vec![None; f.user_names.len()],
-        };
-        let Some(fields) = fields else {
-            return Ok(args);
-        };
-        for (k, v) in fields.iter() {
-            let name = k.cast::<PyString>()?.to_cow()?;
+        // No user field given (the common call) leaves `values` empty, which packs each as
+        // its `expect` value or zero, without allocating.
+        let mut args = HeaderArgs::default();
+        for field in fields {
+            let (k, v) = field?;
+            let name = k.to_cow()?;
             match f.field_named(&name) {
                 Some((i, _)) => match f.roles[i] {
                     Role::Length => {
@@ -105,7 +121,10 @@ impl PacketFormat {
                         return Err(PyTypeError::new_err("pass msg_id as msg_id="));
                     }
                     Role::Flags => args.flags = v.extract()?,
-                    Role::User(u) => args.values[u] = Some(value_from_py(&v)?),
+                    Role::User(u) => {
+                        args.values.resize(f.user_names.len(), None);
+                        args.values[u] = Some(value_from_py(&v)?);
+                    }
                 },
                 None => return Err(f.no_such_field(&name).into()),
             }
@@ -162,11 +181,11 @@ impl PacketFormat {
     }
 
     /// Frames for many items, in one buffer.
-    pub(crate) fn pack_all(
+    pub(crate) fn pack_all<'py>(
         &self,
-        items: &Bound<'_, PyAny>,
+        items: &Bound<'py, PyAny>,
         msg_id: i64,
-        fields: Option<&Bound<'_, PyDict>>,
+        fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
     ) -> PyResult<Vec<u8>> {
         let args = self.header_args(fields)?;
         let mut out = Vec::new();
@@ -177,12 +196,12 @@ impl PacketFormat {
     }
 
     /// The frame for one body.
-    pub(crate) fn pack_one(
+    pub(crate) fn pack_one<'py>(
         &self,
         out: &mut Vec<u8>,
-        body: &Bound<'_, PyAny>,
+        body: &Bound<'py, PyAny>,
         msg_id: i64,
-        fields: Option<&Bound<'_, PyDict>>,
+        fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
     ) -> PyResult<()> {
         let args = self.header_args(fields)?;
         let py = body.py();
@@ -225,6 +244,41 @@ impl PacketFormat {
     pub(crate) fn default_format() -> Self {
         PacketFormat::new("!I", None, false, DEFAULT_MAX_BODY.into(), None, None, None)
             .expect("the default format is valid")
+    }
+}
+
+static PACK: Params<2> = params!("PacketFormat.pack", ["body", "msg_id"], required = 1);
+
+impl PacketFormat {
+    /// `PacketFormat.pack(body, msg_id=0, **fields)`, installed by `fastcall::install`.
+    pub(crate) fn pack_fast<'py>(
+        slf: &Bound<'py, Self>,
+        args: Args<'_, 'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let ([body, msg_id], fields) = args.parse(&PACK)?;
+        let body = body.expect("parse() checks required arguments");
+        let msg_id = int_arg(msg_id, "msg_id")?;
+        Ok(slf.get().pack(&body, msg_id, fields.iter())?.into_any())
+    }
+
+    fn pack<'py>(
+        &self,
+        body: &Bound<'py, PyAny>,
+        msg_id: i64,
+        fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let py = body.py();
+        let pack = |out: &mut Vec<u8>| {
+            out.clear();
+            self.pack_one(out, body, msg_id, fields)?;
+            Ok(PyBytes::new(py, out))
+        };
+        // Converting an argument can run Python code that calls pack() again (an __index__,
+        // a buffer exporter): that inner call finds the scratch buffer in use and takes its own.
+        PACK_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut out) => pack(&mut out),
+            Err(_) => pack(&mut Vec::new()),
+        })
     }
 }
 
@@ -348,28 +402,6 @@ impl PacketFormat {
         self.inner.max_body()
     }
 
-    #[doc = pydoc!("PacketFormat.pack")]
-    #[pyo3(signature = (body, msg_id=0, **fields))]
-    fn pack<'py>(
-        &self,
-        py: Python<'py>,
-        body: &Bound<'py, PyAny>,
-        msg_id: i64,
-        fields: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let pack = |out: &mut Vec<u8>| {
-            out.clear();
-            self.pack_one(out, body, msg_id, fields)?;
-            Ok(PyBytes::new(py, out))
-        };
-        // Converting an argument can run Python code that calls pack() again (an __index__,
-        // a buffer exporter): that inner call finds the scratch buffer in use and takes its own.
-        PACK_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut out) => pack(&mut out),
-            Err(_) => pack(&mut Vec::new()),
-        })
-    }
-
     #[doc = pydoc!("PacketFormat.pack_many")]
     #[pyo3(signature = (items, msg_id=0, **fields))]
     fn pack_many<'py>(
@@ -379,7 +411,10 @@ impl PacketFormat {
         msg_id: i64,
         fields: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(PyBytes::new(py, &self.pack_all(items, msg_id, fields)?))
+        Ok(PyBytes::new(
+            py,
+            &self.pack_all(items, msg_id, dict_fields(fields))?,
+        ))
     }
 
     #[doc = pydoc!("PacketFormat.unpack")]

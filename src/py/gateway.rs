@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use super::convert::timeout_arg;
-use super::format::PacketFormat;
+use super::format::{dict_fields, PacketFormat};
 use super::gateway_loop::{loop_thread, HandlerLoop};
 use super::gil::blocking;
 use super::packet::Packet;
@@ -207,7 +207,7 @@ impl Gateway {
         let mut frame = Vec::new();
         self.format
             .get()
-            .pack_one(&mut frame, body, msg_id, fields)?;
+            .pack_one(&mut frame, body, msg_id, dict_fields(fields))?;
         Ok(frame)
     }
 

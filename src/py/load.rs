@@ -9,7 +9,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use super::format::PacketFormat;
+use super::format::{dict_fields, PacketFormat};
 use super::packet::Packet;
 use super::setup::listen_address;
 use super::tls::TlsConfig;
@@ -63,7 +63,13 @@ impl Swarm {
         };
         let core_format: Arc<Format> = format.get().inner.clone();
         let target = listen_address(py, addr, "swarm")?;
-        let mut values = format.get().header_args(fields.as_ref())?.values;
+        let mut values = format
+            .get()
+            .header_args(dict_fields(fields.as_ref()))?
+            .values;
+        // One slot per user field (header_args leaves it empty when none was given): the
+        // correlation field is written into its slot per request.
+        values.resize(core_format.user_names.len(), None);
         let correlate = match correlate {
             None => None,
             Some(name) => Some(correlated_field(&core_format, &name)?),

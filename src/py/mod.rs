@@ -3,6 +3,9 @@
 // First, so that `pydoc!` is in (textual) scope in every module below.
 #[macro_use]
 mod doc;
+// Next, for `params!` and `fastcall!`.
+#[macro_use]
+pub mod fastcall;
 
 pub mod aio;
 pub mod codec;
@@ -51,6 +54,27 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio::PyBell>()?;
     m.add_class::<aio::PyAsyncConn>()?;
     m.add_class::<gateway_loop::HandlerLoop>()?;
+    fastcall::install::<format::PacketFormat>(
+        m.py(),
+        "pack",
+        "($self, body, msg_id=0, **fields)",
+        pydoc!("PacketFormat.pack"),
+        fastcall!(format::PacketFormat, format::PacketFormat::pack_fast),
+    )?;
+    fastcall::install::<connection::Connection>(
+        m.py(),
+        "send",
+        "($self, body, msg_id=0, **fields)",
+        pydoc!("Connection.send"),
+        fastcall!(connection::Connection, connection::Connection::send_fast),
+    )?;
+    fastcall::install::<connection::Connection>(
+        m.py(),
+        "request",
+        "($self, body, msg_id=0, timeout=None, **fields)",
+        pydoc!("Connection.request"),
+        fastcall!(connection::Connection, connection::Connection::request_fast),
+    )?;
     unordered::<packet::Packet>(m.py())?;
     unordered::<format::PacketFormat>(m.py())?;
     unordered::<codec::Compression>(m.py())?;
