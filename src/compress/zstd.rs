@@ -11,8 +11,17 @@ pub(super) fn zstd_compress(input: &[u8], level: i32, out: &mut Vec<u8>) -> Resu
     ZSTD.with_borrow_mut(|z| {
         // The frame records the content size (zstd's default), which lets the
         // receiver check the limit before decoding.
-        let compressed = z.compressor(level)?.compress(input).map_err(Error::Io)?;
-        out.extend_from_slice(&compressed);
+        // NOTE: `bulk::Compressor::compress` allocated a Vec of `compress_bound` bytes and the
+        // result was copied from it; compressing into `out`'s spare capacity saves the
+        // allocation and the copy, for no measurable gain at 512 bytes (3.52 / 3.53 µs, 2nd
+        // best of 15 interleaved rounds: the C library's work is all of it).
+        out.reserve(zstd::zstd_safe::compress_bound(input.len()));
+        let start = out.len();
+        let mut tail = std::io::Cursor::new(&mut *out);
+        tail.set_position(start as u64);
+        z.compressor(level)?
+            .compress_to_buffer(input, &mut tail)
+            .map_err(Error::Io)?;
         Ok(())
     })
 }
