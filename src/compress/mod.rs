@@ -30,7 +30,7 @@ mod brotli;
 mod lz4;
 mod snappy;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod zstd;
 
 use std::io::{Read, Write};

@@ -98,7 +98,7 @@ pub(super) const LZ4_64_KIB: u8 = 0x40;
 pub(super) const LZ4_4_MIB: u8 = 0x70;
 
 /// Bytes no compressor can shrink (xorshift).
-pub(super) fn noise(len: usize) -> Vec<u8> {
+pub(crate) fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..len)
         .map(|_| {

@@ -53,58 +53,72 @@ impl Format {
                 write_varint(out, body_len as u64);
                 Ok(())
             }
-            Framing::LengthField {
-                field, adjustment, ..
-            } => {
-                let lf = &self.fields[field];
-                let end = lf.offset + lf.code.size();
-                // The LengthFieldPrepender convention: what follows the header is the body.
-                let frame_len = (self.header_size + body_len) as i128;
-                let length = frame_len - adjustment as i128 - end as i128;
+            Framing::LengthField { .. } => {
                 let start = out.len();
                 out.resize(start + self.header_size, 0);
-                for (f, role) in self.fields.iter().zip(&self.roles) {
-                    // What the caller gave (msg_id and flags of 0 are the defaults: not given).
-                    let given = match role {
-                        Role::Length => {
-                            let value = int_value(lf.code, length).ok_or_else(|| {
-                                invalid(format!(
-                                    "a {}-byte length field cannot hold {length}",
-                                    lf.code.size()
-                                ))
-                            })?;
-                            self.write(&mut out[start + lf.offset..start + end], &value);
-                            continue;
-                        }
-                        Role::MsgId => (msg_id != 0).then_some(Value::Int(msg_id)),
-                        Role::Flags => (flags != 0).then_some(Value::Int(flags)),
-                        Role::User(u) => values.get(*u).cloned().flatten(),
-                    };
-                    let value = match (given, &f.expect) {
-                        (Some(v), Some(fixed)) => {
-                            let v = coerce(f, v)?;
-                            if v != *fixed {
-                                return Err(invalid(format!(
-                                    "header field {} is fixed to {} by expect=, not {}",
-                                    str_repr(&f.name),
-                                    show(f.code, fixed),
-                                    show(f.code, &v)
-                                )));
-                            }
-                            v
-                        }
-                        (Some(v), None) => coerce(f, v)?,
-                        (None, Some(fixed)) => fixed.clone(),
-                        (None, None) => continue, // zero bytes
-                    };
-                    self.write(
-                        &mut out[start + f.offset..start + f.offset + f.code.size()],
-                        &value,
-                    );
-                }
-                Ok(())
+                self.fill_header(&mut out[start..], body_len, msg_id, flags, values)
             }
         }
+    }
+
+    /// Writes a fixed-size header (`header_size` zeroed bytes, for a `LengthField` framing) for
+    /// a body of `body_len` bytes.
+    pub(super) fn fill_header(
+        &self,
+        header: &mut [u8],
+        body_len: usize,
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> Result<()> {
+        let Framing::LengthField {
+            field, adjustment, ..
+        } = self.framing
+        else {
+            unreachable!("only a length field framing has a fixed-size header");
+        };
+        let lf = &self.fields[field];
+        let end = lf.offset + lf.code.size();
+        // The LengthFieldPrepender convention: what follows the header is the body.
+        let frame_len = (self.header_size + body_len) as i128;
+        let length = frame_len - adjustment as i128 - end as i128;
+        for (f, role) in self.fields.iter().zip(&self.roles) {
+            // What the caller gave (msg_id and flags of 0 are the defaults: not given).
+            let given = match role {
+                Role::Length => {
+                    let value = int_value(lf.code, length).ok_or_else(|| {
+                        invalid(format!(
+                            "a {}-byte length field cannot hold {length}",
+                            lf.code.size()
+                        ))
+                    })?;
+                    self.write(&mut header[lf.offset..end], &value);
+                    continue;
+                }
+                Role::MsgId => (msg_id != 0).then_some(Value::Int(msg_id)),
+                Role::Flags => (flags != 0).then_some(Value::Int(flags)),
+                Role::User(u) => values.get(*u).cloned().flatten(),
+            };
+            let value = match (given, &f.expect) {
+                (Some(v), Some(fixed)) => {
+                    let v = coerce(f, v)?;
+                    if v != *fixed {
+                        return Err(invalid(format!(
+                            "header field {} is fixed to {} by expect=, not {}",
+                            str_repr(&f.name),
+                            show(f.code, fixed),
+                            show(f.code, &v)
+                        )));
+                    }
+                    v
+                }
+                (Some(v), None) => coerce(f, v)?,
+                (None, Some(fixed)) => fixed.clone(),
+                (None, None) => continue, // zero bytes
+            };
+            self.write(&mut header[f.offset..f.offset + f.code.size()], &value);
+        }
+        Ok(())
     }
 }
 

@@ -99,8 +99,35 @@ impl Format {
             )));
         }
         let mut flags = flags;
-        let payload = match &self.compression {
-            Some(c) if self.flags_field.is_none() || body.len() >= c.min_size => {
+        let compress = self
+            .compression
+            .as_ref()
+            .filter(|c| self.flags_field.is_none() || body.len() >= c.min_size);
+        if let (Some(c), None, Some(header_size)) =
+            (compress, &self.cipher, self.fixed_header_size())
+        {
+            // NOTE: compressed into a Vec of its own, then copied after the header, a 512-byte
+            // JSON body packed (PacketFormat.pack, best of 25 timeit runs) in 579 ns with lz4,
+            // 561 with snappy; compressed straight into `out`, after room for the header that
+            // is written once the compressed size is known: 561 and 550 ns.
+            let start = out.len();
+            out.resize(start + header_size, 0);
+            c.compress(body, out)?;
+            let wire_len = out.len() - start - header_size;
+            if wire_len as u64 > max {
+                return Err(Error::too_large(Limit::SealedBody, wire_len as u64, max));
+            }
+            let header = &mut out[start..start + header_size];
+            return self.fill_header(
+                header,
+                wire_len,
+                msg_id,
+                flags | (bits & COMPRESSED),
+                values,
+            );
+        }
+        let payload = match compress {
+            Some(c) => {
                 let mut packed = Vec::new();
                 c.compress(body, &mut packed)?;
                 flags |= bits & COMPRESSED;
@@ -191,6 +218,34 @@ mod tests {
     fn pipeline_bits_are_reserved() {
         let f = piped(0);
         assert!(f.pack_into(&mut Vec::new(), b"x", 0, 1, &[]).is_err());
+    }
+
+    #[test]
+    fn compressed_in_place_after_what_out_holds_or_nothing_on_error() {
+        // Without a cipher the body is compressed straight into `out`, after room for the
+        // header: frames appended to a buffer, and nothing left behind by a failure.
+        use crate::compress::Algorithm as Z;
+        for algorithm in [Z::Lz4, Z::Zstd, Z::Snappy, Z::Zlib] {
+            let f = Format::from_struct("!IHB", &["length", "msg_id", "flags"], false, 600, &[])
+                .unwrap()
+                .with_pipeline(Some(Compression::new(algorithm, None, 0).unwrap()), None)
+                .unwrap();
+            let text = b"abcabcabc".repeat(60);
+            let mut out = b"before".to_vec();
+            f.pack_into(&mut out, &text, 5, 4, &[]).unwrap();
+            let first = out.len();
+            f.pack_into(&mut out, b"second", 6, 0, &[]).unwrap();
+            assert_eq!(&out[..6], b"before");
+            let (header, body) = f.open(&out[6..first], 7).unwrap();
+            assert_eq!((header.msg_id, header.flags, &body[..]), (5, 4, &text[..]));
+            assert_eq!(&f.open(&out[first..], 7).unwrap().1[..], b"second");
+            // 600 bytes of noise fit max_body, compressed they do not.
+            let noise = crate::compress::test_support::noise(600);
+            let end = out.len();
+            let err = f.pack_into(&mut out, &noise, 5, 0, &[]).unwrap_err();
+            assert!(matches!(err, Error::FrameTooLarge { .. }), "{err:?}");
+            assert_eq!(out.len(), end, "{algorithm:?}");
+        }
     }
 
     #[test]
