@@ -82,6 +82,17 @@ def test_send_and_request_take_arguments_as_python_methods_do(connection_pair):
     assert server.recv().body == b"nobody answers"  # nothing else was sent
 
 
+def test_request_timeout_bounds_the_send_too(connection_pair):
+    # A peer that never reads: 48 MiB cannot all go into the socket buffers, so the send
+    # blocks; the request's timeout ends it, not the connection's own 10 s.
+    fmt = sw.PacketFormat(max_body=64 << 20)
+    client, _server = connection_pair(fmt)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        client.request(bytes(48 << 20), timeout=0.3)
+    assert time.monotonic() - start < 5
+
+
 def test_iteration_until_eof(pair):
     client, server = pair
     client.send_many([b"a", b"b", b"c"])
