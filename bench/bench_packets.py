@@ -9,8 +9,9 @@
 (c) request/response over loopback against the same raw echo server (a child process),
     Connection.request vs socket.sendall + struct + recv-exactly.
 
-Targets: (a) >= 5x, (b) >= 2x, (b2) >= 1.5x, (c) >= 1.3x. Figures are taken as bench/_harness.py says
-(interleaved rounds, median; the echo server pinned to the other CPU). Run:
+Targets: (a) >= 5x, (b) >= 2x, (b2) >= 1.5x, (c) >= 1.3x. Figures are taken as
+bench/_harness.py says (interleaved rounds, median; the echo server pinned to the other CPU).
+Run:
 python bench/bench_packets.py [--rounds N] [--quick] [--json FILE]
 """
 
