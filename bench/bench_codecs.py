@@ -7,7 +7,7 @@ bulk throughput against Python's ssl, in one run.
 (4) TLS bulk: 256 MiB over loopback, sockwire (rustls) vs ssl (OpenSSL), both ends alike.
 
 Targets: >= 2x the Python pipelines on small bodies, >= 1x ssl on bulk. Figures are taken as
-bench/_harness.py says (interleaved rounds, median; the TLS peer pinned to the other CPU).
+bench/_harness.py says (interleaved rounds, median; TLS peer and measuring process pinned).
 Run: python bench/bench_codecs.py [--rounds N] [--quick] [--json FILE]   (needs the test
 extras: zstandard, lz4, cryptography, trustme)
 """

@@ -10,7 +10,7 @@
     Connection.request vs socket.sendall + struct + recv-exactly.
 
 Targets: (a) >= 5x, (b) >= 2x, (b2) >= 1.5x, (c) >= 1.3x. Figures are taken as
-bench/_harness.py says (interleaved rounds, median; the echo server pinned to the other CPU).
+bench/_harness.py says (interleaved rounds, median; echo server and measuring process pinned).
 Run:
 python bench/bench_packets.py [--rounds N] [--quick] [--json FILE]
 """
