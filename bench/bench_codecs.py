@@ -6,7 +6,8 @@ bulk throughput against Python's ssl, in one run.
 (2) the same with lz4 alone (vs lz4.frame) and (3) chacha20-poly1305 alone (vs cryptography);
 (4) TLS bulk: 256 MiB over loopback, sockwire (rustls) vs ssl (OpenSSL), both ends alike.
 
-Targets: >= 2x the Python pipelines on small bodies, >= 1x ssl on bulk. Figures are taken as
+Targets: >= 1.5x the Python pipeline for zstd + AES-GCM (the same zstd library on both
+sides), >= 2x for lz4 and chacha20 alone, >= 1x ssl on bulk. Figures are taken as
 bench/_harness.py says (interleaved rounds, median; TLS peer and measuring process pinned).
 Run: python bench/bench_codecs.py [--rounds N] [--quick] [--json FILE]   (needs the test
 extras: zstandard, lz4, cryptography, trustme)
@@ -95,19 +96,22 @@ def bench_pipelines(bench: Bench, count: int) -> None:
                 *header, compress="zstd", cipher=sockwire.Cipher("aes-256-gcm", KEY)
             ),
             python_pipeline(zc.compress, zd.decompress, AESGCM(KEY), 3),
+            1.5,
         ),
         (
             "(2) lz4 frame alone",
             sockwire.PacketFormat(*header, compress="lz4"),
             python_pipeline(lz4.frame.compress, lz4.frame.decompress, None, 1),
+            2,
         ),
         (
             "(3) chacha20-poly1305 alone",
             sockwire.PacketFormat(*header, cipher=sockwire.Cipher("chacha20-poly1305", KEY)),
             python_pipeline(None, None, ChaCha20Poly1305(KEY), 2),
+            2,
         ),
     ]
-    for name, fmt, (py_pack, py_unpack) in cases:
+    for name, fmt, (py_pack, py_unpack), target in cases:
         sw_pack, sw_unpack = sockwire_pipeline(fmt)
         # Each side's frames decode with the other side's code: the formats are the same.
         assert sw_unpack(py_pack(BODY, 1)) == (1, BODY)
@@ -118,7 +122,7 @@ def bench_pipelines(bench: Bench, count: int) -> None:
             {"python": time_pipeline(py_pack, py_unpack, count)},
             work=count,
             unit="us per pack+unpack",
-            target=2,
+            target=target,
             per_op=True,
         )
 
