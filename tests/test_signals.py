@@ -185,3 +185,26 @@ def test_a_handler_may_send_on_the_connection_whose_send_it_interrupted(socket_p
     reader.join(20)
     assert [len(b) for b in received] == [len(BIG), len(b"from the handler")]
     assert received[1] == b"from the handler"
+
+
+def test_a_request_waiting_for_its_reply_runs_handlers_and_can_be_interrupted(
+    connection_pair, usr1
+):
+    # Connection.request sends and waits for the reply in one call: a handler runs while it
+    # waits and the wait goes on, and a handler that raises ends it with its exception.
+    client, server = connection_pair(sw.PacketFormat())
+    calls, handler, later = usr1
+    later(0.1)
+    threading.Timer(0.4, lambda: server.send(server.recv().body.upper())).start()
+    assert client.request(b"ping", timeout=5).body == b"PING"
+    assert len(calls) == 1
+
+    def boom():
+        raise Interrupted
+
+    handler["fn"] = boom
+    later(0.1)
+    start = time.monotonic()
+    with pytest.raises(Interrupted):
+        client.request(b"never answered", timeout=5)
+    assert time.monotonic() - start < 2
