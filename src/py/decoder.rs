@@ -56,21 +56,21 @@ impl Decoder {
         data: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let data = BytesArg::extract(data)?;
-        let packets = PyList::new(py, self.held.drain(..))?;
+        // NOTE: gathered in a Vec, then made a list of its final size at once. Appending to
+        // the list one packet at a time, 64-byte frames decoded in 79.5-80.1 ns each; this
+        // way 76.1-76.7 (best of 31 interleaved runs, both builds in one process; pyo3's free
+        // list for Packet gave the same 76.4-76.7, and nothing more on top of this).
+        let mut packets: Vec<Bound<'py, Packet>> =
+            self.held.drain(..).map(|p| p.into_bound(py)).collect();
         self.held_bytes = 0;
         let mut errors: Vec<PyErr> = Vec::new();
-        let mut failed = None;
         let (held, held_bytes) = (&mut self.held, &mut self.held_bytes);
         feed_into(
             py,
             &mut self.inner,
             data.as_slice(),
             &mut |item| match item {
-                Ok((p, _)) if errors.is_empty() => {
-                    if let Err(e) = packets.append(p) {
-                        failed.get_or_insert(e);
-                    }
-                }
+                Ok((p, _)) if errors.is_empty() => packets.push(p),
                 Ok((p, wire_len)) => {
                     held.push(p.unbind());
                     *held_bytes += wire_len;
@@ -78,9 +78,7 @@ impl Decoder {
                 Err(e) => errors.push(e),
             },
         );
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        let packets = PyList::new(py, packets)?;
         let mut errors = errors.into_iter();
         let Some(err) = errors.next() else {
             return Ok(packets);
