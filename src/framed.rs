@@ -108,8 +108,7 @@ impl FrameReader {
     /// The next packet, or what ends the stream, if the bytes received so far decide it.
     /// After a bad frame, every call reports that the stream was closed because of it.
     pub fn next_packet(&mut self) -> Option<Result<Packet>> {
-        if let Some(packet) = self.ready.pop_front() {
-            self.ready_bytes -= packet.body.len();
+        if let Some(packet) = self.pop_ready() {
             return Some(Ok(packet));
         }
         if let Some(error) = self.failed.take() {
@@ -125,6 +124,14 @@ impl FrameReader {
             Some(End::Closed) => Some(Err(Error::ConnectionClosed)),
             Some(End::BadFrame(why)) => Some(Err(Error::ClosedAfterBadFrame(why.clone()))),
         }
+    }
+
+    /// The next packet if one is decoded and waiting (not an error or the end: those come
+    /// from [`FrameReader::next_packet`]).
+    fn pop_ready(&mut self) -> Option<Packet> {
+        let packet = self.ready.pop_front()?;
+        self.ready_bytes -= packet.body.len();
+        Some(packet)
     }
 
     /// What was wrong with the bad frame that ended the stream, once it has been reported
@@ -321,6 +328,13 @@ impl Framed {
             }
         }
         result
+    }
+
+    /// The next packet if an earlier read already received and decoded it: what `recv` would
+    /// return without reading, so without waiting. `None` when `recv` has more to do (read,
+    /// report an error or the end, or say that another thread is receiving).
+    pub fn recv_ready(&self) -> Option<Packet> {
+        self.reader.try_lock().ok()?.pop_ready()
     }
 
     /// Sends `frames`, then receives the next packet: the reply, in a request/response

