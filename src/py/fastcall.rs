@@ -65,7 +65,8 @@ pub(crate) struct Fields<'a, 'py> {
     py: Python<'py>,
     names: Option<Borrowed<'a, 'py, PyTuple>>,
     values: &'a [*mut ffi::PyObject],
-    /// The positions in `names` of keywords that were named parameters.
+    /// For each named parameter, the position in `names` of the keyword that gave it
+    /// (`usize::MAX`: not given by keyword).
     named: [usize; MAX_NAMED],
 }
 
@@ -79,6 +80,8 @@ impl<'a, 'py> Args<'a, 'py> {
     ) -> PyResult<([Option<Borrowed<'a, 'py, PyAny>>; N], Fields<'a, 'py>)> {
         const { assert!(N <= MAX_NAMED) };
         let py = self.py;
+        // SAFETY: the pointers come from the call's argument array (see `trampoline`): live
+        // objects, borrowed for the length of the call.
         let arg = |p: *mut ffi::PyObject| unsafe { Borrowed::from_ptr(py, p) };
         if self.positional.len() > N {
             return Err(PyTypeError::new_err(format!(
