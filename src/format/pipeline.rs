@@ -92,6 +92,7 @@ impl Format {
         flags: i64,
         values: &[Option<Value>],
     ) -> Result<()> {
+        debug_assert_eq!(Some(frame.len()), self.plain_frame_len(body.len()));
         self.check_pack(body, msg_id, flags)?;
         let (header, rest) = frame.split_at_mut(frame.len() - body.len());
         rest.copy_from_slice(body);
