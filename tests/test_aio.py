@@ -188,6 +188,34 @@ def test_many_connections_at_once_each_get_their_own_replies(run):
         assert run(main(), timeout=60) == list(range(100))
 
 
+def test_receivers_take_packets_in_the_order_they_asked(run):
+    # Two tasks wait to receive; three packets arrive while the loop is busy (a blocking
+    # sleep), so no task has run since. A third receiver asking now must wait its turn: the
+    # first two asked first and get the first two packets.
+    frames = b"".join(GAME.pack(b"%d" % i) for i in range(3))
+    go = threading.Event()
+
+    def script(sock):
+        go.wait(10)
+        sock.sendall(frames)
+        time.sleep(0.5)
+
+    peer = Peer(script)
+
+    async def main():
+        async with await aio.connect(peer.address, GAME, timeout=5) as conn:
+            first = asyncio.ensure_future(conn.recv())
+            second = asyncio.ensure_future(conn.recv())
+            await asyncio.sleep(0.05)  # both are waiting
+            go.set()
+            time.sleep(0.3)  # the packets arrive; the loop runs nothing meanwhile
+            third = await conn.recv()
+            return [(await first).body, (await second).body, third.body]
+
+    assert run(main()) == [b"0", b"1", b"2"]
+    peer.join()
+
+
 def test_requests_from_several_tasks_get_replies_in_order(run):
     peer = Peer(echo())
 

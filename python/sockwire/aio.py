@@ -17,6 +17,7 @@ Works on the default asyncio loop and on uvloop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import itertools
@@ -102,6 +103,7 @@ class AsyncConnection:
         "_closed",
         "_core",
         "_loop",
+        "_receivers",
         "_timed",
         "_timeout",
         "_timer",
@@ -114,6 +116,8 @@ class AsyncConnection:
     _token: int
     _timeout: float | None
     _closed: bool
+    # Tasks waiting to receive, in the order they asked: the first takes the next packet.
+    _receivers: collections.deque[object]
     # The waits with a deadline, and one loop timer at the earliest (see _expire_at).
     _timed: list[tuple[float, asyncio.Future[bool | None]]]
     _timer: asyncio.TimerHandle | None
@@ -138,6 +142,7 @@ class AsyncConnection:
         self._token = token
         self._timeout = timeout
         self._closed = False
+        self._receivers = collections.deque()
         self._timed = []
         self._timer = None
         self._timer_at = math.inf
@@ -233,18 +238,42 @@ class AsyncConnection:
             return False
         return True
 
+    def _take(self) -> Packet | None:
+        """A packet for a receiver that found nobody waiting before it, if one is there."""
+        return None if self._receivers else self._core.try_recv()
+
     async def _next_packet(self, deadline: float | None) -> Packet:
-        """The next packet, once ``try_recv`` found none."""
+        """The next packet, once ``_take`` found none: receivers wait in line, and only the
+        first takes a packet. (Each taking whatever was there when it woke gave a request
+        sent later the reply to an earlier one: news wakes every waiting task, and one that
+        had to wait again went to the back.)"""
         core = self._core
-        while True:
-            woken = await self._wait(deadline)
-            if self._closed:
-                raise _closed_error()
-            packet = core.try_recv()
-            if packet is not None:
-                return packet
-            if not woken:
-                raise TimeoutError("timed out")
+        line = self._receivers
+        turn = object()
+        line.append(turn)
+        try:
+            while True:
+                woken = await self._wait(deadline)
+                if self._closed:
+                    raise _closed_error()
+                if line[0] is turn:
+                    packet = core.try_recv()
+                    if packet is not None:
+                        return packet
+                if not woken:
+                    raise TimeoutError("timed out")
+        finally:
+            first = line[0] is turn
+            line.remove(turn)
+            if first and line:
+                # The next in line may find its packet already there: no news would wake it.
+                self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        """Wakes every task waiting on this connection, as its bell does."""
+        for future in self._bridge.waiters.pop(self._token, ()):
+            if not future.done():
+                future.set_result(None)
 
     def _deadline(self, timeout: float | None) -> float | None:
         seconds = self._timeout if timeout is _UNSET else _seconds(timeout)
@@ -295,8 +324,7 @@ class AsyncConnection:
         before it were received."""
         if self._closed:
             raise _closed_error()
-        core = self._core
-        packet = core.try_recv()
+        packet = self._take()
         if packet is not None:
             return packet
         return await self._next_packet(self._deadline(timeout))
@@ -318,7 +346,7 @@ class AsyncConnection:
         if not core.has_room():
             await self._wait_for_room()
         core.send(body, msg_id, **fields)
-        packet = core.try_recv()
+        packet = self._take()
         if packet is not None:
             return packet
         return await self._next_packet(self._deadline(timeout))
