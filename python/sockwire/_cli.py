@@ -188,8 +188,10 @@ def echo_server_command(args: argparse.Namespace) -> int:
 
     gw.start()
     host, port = gw.address[:2]
-    print(f"listening on {host}:{port}", flush=True)
     try:
+        # Inside the try: a Ctrl-C sent as soon as this line is read can land before the next
+        # statement runs (the tests do that; one run in about 50 exited with a traceback).
+        print(f"listening on {host}:{port}", flush=True)
         gw.serve_forever()
     except KeyboardInterrupt:
         print("stopped", flush=True)
