@@ -82,7 +82,9 @@ LOCUSTFILE = textwrap.dedent(
     @events.quitting.add_listener
     def largest_gap(environment, **kwargs):
         if gaps:
+            p99 = sorted(gaps)[len(gaps) * 99 // 100]
             print(f"largest gap {max(gaps) * 1000:.1f} ms", flush=True)
+            print(f"p99 gap {p99 * 1000:.1f} ms", flush=True)
     """
 )
 
@@ -122,8 +124,13 @@ def test_fifty_users_never_block_the_hub_and_requests_are_reported(server, tmp_p
         "--only-summary",
     )
     out, _ = proc.communicate(timeout=60)
-    gap = float(out.split("largest gap ")[1].split()[0])
-    assert gap < 60, out  # ms: a 10 ms ticker kept ticking while 50 users waited
+    # A 10 ms ticker kept ticking while 50 users waited. A hub blocked for each 5 ms reply
+    # would starve it for most of the run; one stall of the whole machine (this virtual
+    # machine has them: a run once had every request and the ticker late by the same 108 ms)
+    # moves only the largest gap, so the bound on it is loose and the p99 is checked.
+    largest = float(out.split("largest gap ")[1].split()[0])
+    p99 = float(out.split("p99 gap ")[1].split()[0])
+    assert p99 < 60 and largest < 500, out  # ms
     rows = stats(tmp_path / "run_stats.csv")
     ping, checked = rows["ping"], rows["checked"]
     assert ping["Type"] == "sockwire"
