@@ -151,10 +151,7 @@ impl PyAsyncConn {
         msg_id: i64,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let mut frame = Vec::new();
-        self.format
-            .get()
-            .pack_one(&mut frame, body, msg_id, dict_fields(fields))?;
+        let frame = self.format.get().frame(body, msg_id, dict_fields(fields))?;
         Ok(self.inner.send(frame)?)
     }
 

@@ -5,7 +5,7 @@ use pyo3::types::{PyDict, PyTuple};
 
 use super::convert::timeout_arg;
 use super::fastcall::{int_arg, Args, Params};
-use super::format::{dict_fields, FieldArg, PacketFormat};
+use super::format::{dict_fields, PacketFormat};
 use super::gil::{detached, released};
 use super::packet::Packet;
 use super::setup::create_client;
@@ -83,19 +83,6 @@ static REQUEST: Params<3> = params!(
 );
 
 impl Connection {
-    fn send<'py>(
-        &self,
-        body: &Bound<'py, PyAny>,
-        msg_id: i64,
-        fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
-    ) -> PyResult<()> {
-        let mut frame = Vec::new();
-        self.format
-            .get()
-            .pack_one(&mut frame, body, msg_id, fields)?;
-        self.send_frames(body.py(), frame)
-    }
-
     /// `Connection.send(body, msg_id=0, **fields)`, installed by `fastcall::install`.
     pub(crate) fn send_fast<'py>(
         slf: &Bound<'py, Self>,
@@ -103,8 +90,12 @@ impl Connection {
     ) -> PyResult<Bound<'py, PyAny>> {
         let ([body, msg_id], fields) = args.parse(&SEND)?;
         let body = body.expect("parse() checks required arguments");
-        slf.get()
-            .send(&body, int_arg(msg_id, "msg_id")?, fields.iter())?;
+        let conn = slf.get();
+        let frame = conn
+            .format
+            .get()
+            .frame(&body, int_arg(msg_id, "msg_id")?, fields.iter())?;
+        conn.send_frames(slf.py(), frame)?;
         Ok(slf.py().None().into_bound(slf.py()))
     }
 
@@ -118,10 +109,10 @@ impl Connection {
         let body = body.expect("parse() checks required arguments");
         let (py, conn) = (slf.py(), slf.get());
         let wait = conn.wait_for(timeout_given(timeout.as_deref().filter(|t| !t.is_none()))?);
-        let mut frame = Vec::new();
-        conn.format
+        let frame = conn
+            .format
             .get()
-            .pack_one(&mut frame, &body, int_arg(msg_id, "msg_id")?, fields.iter())?;
+            .frame(&body, int_arg(msg_id, "msg_id")?, fields.iter())?;
         // Send and receive in one release of the GIL.
         let stream = &conn.sock.get().inner;
         let reply = detached(py, |on_signal| {

@@ -195,18 +195,26 @@ impl PacketFormat {
         Ok(out)
     }
 
-    /// The frame for one body.
-    pub(crate) fn pack_one<'py>(
+    /// The frame for one body, in a buffer of its own (what a send queues).
+    pub(crate) fn frame<'py>(
         &self,
-        out: &mut Vec<u8>,
         body: &Bound<'py, PyAny>,
         msg_id: i64,
         fields: impl IntoIterator<Item = PyResult<FieldArg<'py>>>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Vec<u8>> {
         let args = self.header_args(fields)?;
         let py = body.py();
         let body = BytesArg::extract(body)?;
-        self.pack_body(py, out, body.as_slice(), msg_id, args.flags, &args.values)
+        let mut out = Vec::new();
+        self.pack_body(
+            py,
+            &mut out,
+            body.as_slice(),
+            msg_id,
+            args.flags,
+            &args.values,
+        )?;
+        Ok(out)
     }
 
     /// Appends one frame, compressing and encrypting without the GIL when that is worth it.
@@ -282,16 +290,12 @@ impl PacketFormat {
                 Ok(f.pack_plain(frame, body, msg_id, args.flags, &args.values)?)
             });
         }
-        let pack = |out: &mut Vec<u8>| {
+        // The arguments are converted above: no Python code runs while the scratch buffer is
+        // borrowed, so no call on this thread can find it in use.
+        PACK_SCRATCH.with_borrow_mut(|out| {
             out.clear();
             self.pack_body(py, out, body, msg_id, args.flags, &args.values)?;
             Ok(PyBytes::new(py, out))
-        };
-        // The arguments are converted before the scratch buffer is taken, but a call that
-        // finds it in use all the same takes its own.
-        PACK_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
-            Ok(mut out) => pack(&mut out),
-            Err(_) => pack(&mut Vec::new()),
         })
     }
 }

@@ -204,11 +204,7 @@ impl Gateway {
         msg_id: i64,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<u8>> {
-        let mut frame = Vec::new();
-        self.format
-            .get()
-            .pack_one(&mut frame, body, msg_id, dict_fields(fields))?;
-        Ok(frame)
+        self.format.get().frame(body, msg_id, dict_fields(fields))
     }
 
     /// Starts the gateway: its handlers run on handler threads (each running an event loop
